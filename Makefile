@@ -1,0 +1,42 @@
+# The two set-up commands of the README: `make book` and `make test` (each installs what it needs).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export RL4LM_PROFILE ?= tiny
+export PYTHONUNBUFFERED := 1
+
+.PHONY: book test bench homework tiny clean install
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+tiny: $(STAMP)
+	$(BIN)/python -m rl4lm.tiny
+
+## book: install, build the tiny assets, build the site (executing every page), print where it is
+book: tiny
+	$(BIN)/jupyter-book build . -W -n --keep-going
+	@echo "The book is at file://$(CURDIR)/_build/html/index.html"
+
+## test: install, then the whole suite: unit tests, every notebook executed once, built-site and browser checks
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+## bench: per-notebook execution time (median of runs) and the tiny-asset build time
+bench: tiny
+	$(BIN)/python -m rl4lm.bench
+
+## homework: regenerate the student notebooks from homework/solutions/*.md
+homework: $(STAMP)
+	$(BIN)/python -m rl4lm.assignments generate
+
+clean:
+	rm -rf _build

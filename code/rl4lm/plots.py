@@ -1,0 +1,33 @@
+"""One plotting style for every page and notebook: labelled axes, a title that states the finding."""
+from __future__ import annotations
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+
+COLORS = ["#1f5fa8", "#d1495b", "#2e8b57", "#edae49", "#6a4c93", "#00798c", "#8c564b"]
+
+
+def use_course_style() -> None:
+    """Apply the course's matplotlib style (readable fonts, light grid, colour-blind-safe cycle)."""
+    mpl.rcParams.update({
+        "figure.dpi": 110, "savefig.dpi": 110, "figure.figsize": (6.4, 3.6), "axes.grid": True,
+        "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False, "font.size": 10,
+        "axes.titlesize": 11, "axes.titleweight": "bold", "legend.frameon": False,
+        "axes.prop_cycle": mpl.cycler(color=COLORS),
+    })
+
+
+def label(ax, title: str, xlabel: str, ylabel: str, legend: bool = False):
+    """Set a finding-stating title and axis labels (with units) on ``ax``; add a legend if asked."""
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if legend:
+        ax.legend()
+    return ax
+
+
+def figure(ncols: int = 1, nrows: int = 1, width: float = 6.4, height: float = 3.6):
+    """A new figure in the course style; returns (fig, axes)."""
+    use_course_style()
+    return plt.subplots(nrows, ncols, figsize=(width, height), constrained_layout=True)

@@ -1,0 +1,97 @@
+"""Sphinx extension of the webbook: offline MathJax and homework pages built from executed solutions.
+
+- Slides: copies ``slides/`` (self-contained HTML) to the site's ``slides/``; pages link them with raw
+  ``<a href="../slides/NAME.html">`` links, which the site tests check.
+- MathJax: copies ``tex-svg-full.js`` from the PyPI package ``sphinx-mathjax-offline`` into the
+  site's ``_static/mathjax`` so that math renders with no internet (``mathjax_path`` in _config.yml).
+- Launch buttons: only on notebooks (.ipynb), the files Colab can open.
+- Homework: before reading, executes every solution notebook once (nbclient, errors raise) and
+  serves ``homework/<name>.ipynb`` to myst-nb as the student version with the solution run's
+  outputs. With ``RL4LM_SOLUTIONS=1`` the page shows the solution code instead.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import time
+from pathlib import Path
+
+import nbformat
+
+from . import assignments
+
+MATHJAX_FILE = "tex-svg-full.js"
+SOLUTIONS_VARIABLE = "RL4LM_SOLUTIONS"
+
+
+def mathjax_source() -> Path:
+    """Path of the bundled MathJax 3 file inside the sphinx-mathjax-offline package."""
+    spec = importlib.util.find_spec("sphinx-mathjax-offline")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("MathJax is served offline from the package sphinx-mathjax-offline; pip install -r requirements.txt")
+    return Path(spec.origin).parent / "static" / "mathjax" / MATHJAX_FILE
+
+
+def copy_static_assets(app, exception) -> None:
+    """Copy MathJax into ``_static/mathjax`` and the HTML slides into ``slides/`` of the built site."""
+    if exception is None and app.builder.format == "html":
+        target = Path(app.outdir) / "_static" / "mathjax"
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(mathjax_source(), target / MATHJAX_FILE)
+        slides = Path(app.srcdir) / "slides"
+        if slides.is_dir():
+            shutil.copytree(slides, Path(app.outdir) / "slides", dirs_exist_ok=True)
+
+
+def solutions_on() -> bool:
+    """True when the site is built with solutions shown (``RL4LM_SOLUTIONS=1``)."""
+    return os.environ.get(SOLUTIONS_VARIABLE, "0").lower() in {"1", "true", "yes", "on"}
+
+
+def execute_solutions(app) -> None:
+    """Execute each homework source once per content hash and keep the page text for source-read."""
+    cache = Path(app.doctreedir).parent / "rl4lm-homework"
+    cache.mkdir(parents=True, exist_ok=True)
+    root = Path(app.srcdir)
+    url = assignments.repository_url(root)
+    app.env_rl4lm_pages = {}
+    for source in assignments.sources(root):
+        docname = f"homework/{source.stem}"
+        executed_path = cache / f"{source.stem}-{assignments.content_hash(source)}.ipynb"
+        if not executed_path.exists():
+            start = time.perf_counter()
+            print(f"[rl4lm] executing {source.relative_to(root)} (solution notebook)")
+            executed = assignments.execute(assignments.read_source(source), cwd=source.parent.parent)
+            nbformat.write(executed, executed_path)
+            (cache / f"{source.stem}.seconds").write_text(f"{time.perf_counter() - start:.1f}\n")
+        executed = nbformat.read(executed_path, as_version=4)
+        app.env_rl4lm_pages[docname] = assignments.render(assignments.published(executed, url, solutions_on()))
+
+
+def serve_homework(app, docname: str, source: list[str]) -> None:
+    """Replace a student notebook's text by its published version (outputs from the solution run)."""
+    page = getattr(app, "env_rl4lm_pages", {}).get(docname)
+    if page is not None:
+        source[0] = page
+
+
+def drop_launch_buttons_on_text_pages(app, pagename, templatename, context, doctree) -> None:
+    """Remove the Colab launch button from MyST text pages: Colab opens .ipynb files only."""
+    if context.get("sourcename", "").endswith((".md", ".md.txt")) and "header_buttons" in context:
+        context["header_buttons"] = [b for b in context["header_buttons"] if b.get("label") != "launch-buttons"]
+
+
+def always_reread_homework(app, env, added, changed, removed) -> list[str]:
+    """Re-read homework pages every build: their text comes from the solution run, not from the file."""
+    return list(getattr(app, "env_rl4lm_pages", {}))
+
+
+def setup(app):
+    """Register the event handlers."""
+    app.connect("builder-inited", execute_solutions)
+    app.connect("env-get-outdated", always_reread_homework)
+    app.connect("source-read", serve_homework)
+    app.connect("build-finished", copy_static_assets)
+    app.connect("html-page-context", drop_launch_buttons_on_text_pages, priority=900)
+    return {"parallel_read_safe": False, "parallel_write_safe": True}

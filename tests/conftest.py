@@ -1,0 +1,50 @@
+"""Shared fixtures: the site is built (every page executed once, tiny profile) at most once per test run."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILD = ROOT / "_build" / "test"
+SCREENSHOTS = ROOT / "_build" / "screenshots"
+
+
+def toc_files(toc: dict | list | None = None) -> list[str]:
+    """Every document named in _toc.yml (root first), without extension."""
+    if toc is None:
+        toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+        return [toc["root"]] + toc_files(toc.get("parts", []) + toc.get("chapters", []))
+    found = []
+    for entry in toc:
+        if "file" in entry:
+            found.append(entry["file"])
+        for key in ("parts", "chapters", "sections"):
+            found += toc_files(entry.get(key, []))
+    return found
+
+
+@pytest.fixture(scope="session")
+def built_site() -> Path:
+    """Build the book from scratch with warnings as errors; return the HTML folder."""
+    shutil.rmtree(BUILD, ignore_errors=True)
+    BUILD.mkdir(parents=True)
+    env = dict(os.environ, RL4LM_PROFILE="tiny")
+    jb = Path(sys.executable).with_name("jupyter-book")
+    start = time.perf_counter()
+    log = BUILD / "build.log"
+    with log.open("w") as out:
+        result = subprocess.run([str(jb), "build", str(ROOT), "--path-output", str(BUILD), "-W", "-n", "--keep-going"],
+                                stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    seconds = time.perf_counter() - start
+    (BUILD / "build-seconds.txt").write_text(f"{seconds:.1f}\n")
+    if result.returncode != 0:
+        tail = "\n".join(log.read_text().splitlines()[-60:])
+        pytest.fail(f"jupyter-book build failed (exit {result.returncode}); last lines of {log}:\n{tail}", pytrace=False)
+    return BUILD / "_build" / "html"

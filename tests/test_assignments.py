@@ -1,0 +1,64 @@
+"""Homework machinery: student notebooks are generated from the sources, valid, and in sync."""
+from __future__ import annotations
+
+import ast
+
+import nbformat
+import pytest
+
+from rl4lm import assignments
+
+SOURCES = assignments.sources()
+
+
+def test_there_is_homework():
+    assert SOURCES, "no homework sources in homework/solutions"
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_student_notebook_is_in_sync_with_its_source(source):
+    committed = assignments.student_path(source)
+    assert committed.exists(), f"{committed.name} missing: run `make homework`"
+    assert committed.read_text() == assignments.generated_student_text(source), (
+        f"{committed.name} drifted from {source.name}: run `make homework` and commit the result")
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_student_notebook_is_valid_python_without_solutions(source):
+    nb = nbformat.read(assignments.student_path(source), as_version=4)
+    nbformat.validate(nb)
+    stubs = 0
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        code = "\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!")))
+        ast.parse(code)  # every cell parses
+        assert "BEGIN SOLUTION" not in cell.source
+        if "NotImplementedError" in cell.source:
+            stubs += 1
+            assert f'{assignments.exercise_name(cell.source)}: not implemented yet' in cell.source
+    assert stubs >= 1
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_first_cell_installs_from_the_configured_repository_only_in_colab(source):
+    nb = nbformat.read(assignments.student_path(source), as_version=4)
+    first = next(c for c in nb.cells if c.cell_type == "code")
+    assert assignments.repository_url() in first.source
+    assert "google.colab" in first.source and "find_spec('rl4lm') is None" in first.source
+    assert "torch" not in first.source.split("pip")[1], "the Colab cell must not reinstall torch"
+
+
+def test_clearing_names_the_exercise():
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("import rl4lm.profiles", metadata={"tags": ["colab-setup"]}),
+        nbformat.v4.new_code_cell("def top_k_filter(logits, k):\n    ### BEGIN SOLUTION\n    return logits\n    ### END SOLUTION\n"),
+    ])
+    student = assignments.student_notebook(nb, "https://example.org/repo")
+    body = student.cells[1].source
+    assert "return logits" not in body
+    assert 'raise NotImplementedError("top_k_filter: not implemented yet' in body
+    namespace: dict = {}
+    exec(body, namespace)
+    with pytest.raises(NotImplementedError, match="top_k_filter"):
+        namespace["top_k_filter"](None, 1)

@@ -1,0 +1,94 @@
+"""Built-site checks: every page exists, executed without errors, and links resolve."""
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pytest
+
+from conftest import ROOT, toc_files
+
+PAGES = toc_files()
+TRACEBACK_MARKERS = ("Traceback (most recent call last)", 'class="output traceback', "ipythontb")
+
+
+class LinkParser(HTMLParser):
+    """Collect hrefs/srcs and element ids of one HTML page."""
+
+    def __init__(self):
+        super().__init__()
+        self.links, self.ids = [], set()
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if "id" in attrs:
+            self.ids.add(attrs["id"])
+        for key in ("href", "src"):
+            if attrs.get(key) and not (tag == "link" and attrs.get("rel") == "canonical"):
+                self.links.append(attrs[key])
+
+
+def parse(path: Path) -> LinkParser:
+    """Parse one built page."""
+    parser = LinkParser()
+    parser.feed(path.read_text(encoding="utf-8"))
+    return parser
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_toc_entry_has_page(built_site, page):
+    """Every _toc.yml entry is built to an HTML page."""
+    assert (built_site / f"{page}.html").exists(), f"{page} is in _toc.yml but {page}.html was not built"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_shows_no_traceback(built_site, page):
+    """No built page publishes a traceback or an error printed to stderr."""
+    html = (built_site / f"{page}.html").read_text(encoding="utf-8")
+    for marker in TRACEBACK_MARKERS:
+        assert marker not in html, f"{page}.html shows a traceback ({marker!r})"
+    for block in re.findall(r'<div class="output stderr[^"]*">(.*?)</div>', html, flags=re.S):
+        assert "Error" not in block, f"{page}.html prints an error to stderr: {block[:300]}"
+
+
+def test_every_internal_link_resolves(built_site):
+    """Relative links and their #anchors point at files and ids that exist in the built site."""
+    broken = []
+    cache: dict[Path, LinkParser] = {}
+    for page in sorted(built_site.rglob("*.html")):
+        if "_static" in page.parts or "_sources" in page.parts:
+            continue
+        for link in parse(page).links:
+            url = urlparse(link)
+            if url.scheme or link.startswith(("//", "mailto:", "javascript:")):
+                continue
+            target = (page.parent / unquote(url.path)).resolve() if url.path else page
+            if target.is_dir():
+                target = target / "index.html"
+            if not target.exists():
+                broken.append(f"{page.relative_to(built_site)} -> {link}")
+            elif url.fragment and target.suffix == ".html":
+                ids = cache.setdefault(target, parse(target)).ids
+                if url.fragment not in ids:
+                    broken.append(f"{page.relative_to(built_site)} -> {link} (no id {url.fragment!r})")
+    assert not broken, "broken internal links:\n" + "\n".join(broken[:40])
+
+
+def test_site_loads_nothing_from_the_internet(built_site):
+    """Scripts and styles are served by the site itself (math renders offline)."""
+    remote = []
+    for page in built_site.rglob("*.html"):
+        for link in re.findall(r'<(?:script|link)[^>]+(?:src|href)="(https?://[^"]+)"', page.read_text(encoding="utf-8")):
+            remote.append(f"{page.relative_to(built_site)}: {link}")
+    assert not remote, "pages load assets from the internet:\n" + "\n".join(sorted(set(remote))[:20])
+    assert (built_site / "_static" / "mathjax" / "tex-svg-full.js").exists()
+
+
+def test_homework_page_shows_student_code_with_solution_outputs(built_site):
+    """The published homework hides solution code but shows the outputs (plots) of the solution run."""
+    for notebook in sorted((ROOT / "homework").glob("*.ipynb")):
+        html = (built_site / "homework" / f"{notebook.stem}.html").read_text(encoding="utf-8")
+        assert "BEGIN SOLUTION" not in html and "not implemented yet" in html, notebook.name
+        assert "<img" in html, f"{notebook.name}: no figure from the solution run on the page"

@@ -9,25 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
+from rl4lm.book import ROOT, toc_documents  # noqa: F401  (re-exported for the tests)
 
-ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "_build" / "test"
 SCREENSHOTS = ROOT / "_build" / "screenshots"
-
-
-def toc_files(toc: dict | list | None = None) -> list[str]:
-    """Every document named in _toc.yml (root first), without extension."""
-    if toc is None:
-        toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-        return [toc["root"]] + toc_files(toc.get("parts", []) + toc.get("chapters", []))
-    found = []
-    for entry in toc:
-        if "file" in entry:
-            found.append(entry["file"])
-        for key in ("parts", "chapters", "sections"):
-            found += toc_files(entry.get(key, []))
-    return found
 
 
 @pytest.fixture(scope="session")

@@ -8,9 +8,9 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
-from conftest import ROOT, toc_files
+from conftest import ROOT, toc_documents
 
-PAGES = toc_files()
+PAGES = toc_documents()
 TRACEBACK_MARKERS = ("Traceback (most recent call last)", 'class="output traceback', "ipythontb")
 
 

@@ -23,18 +23,10 @@ from pathlib import Path
 
 import nbformat
 
-ROOT = Path(__file__).resolve().parents[2]
-HOMEWORK = ROOT / "homework"
-SOURCES = HOMEWORK / "solutions"
+from .book import ROOT, repository_url
+
 SETUP_TAG = "colab-setup"
 DEF_PATTERN = re.compile(r"^\s*def\s+([A-Za-z_]\w*)\s*\(", re.MULTILINE)
-
-
-def repository_url(root: Path = ROOT) -> str:
-    """Read the repository URL from ``_config.yml`` (its only home)."""
-    import yaml
-
-    return yaml.safe_load((root / "_config.yml").read_text())["repository"]["url"]
 
 
 def colab_setup_source(url: str) -> str:

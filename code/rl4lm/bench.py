@@ -12,23 +12,12 @@ import time
 from pathlib import Path
 
 from . import assignments
-
-ROOT = assignments.ROOT
+from .book import ROOT, toc_documents
 
 
 def executable_pages() -> list[Path]:
     """Pages of the table of contents that hold code cells, and the homework solution sources."""
-    import yaml
-
-    def files(entries):
-        for entry in entries:
-            if "file" in entry:
-                yield entry["file"]
-            for key in ("parts", "chapters", "sections"):
-                yield from files(entry.get(key, []))
-
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    pages = [ROOT / f"{name}.md" for name in [toc["root"], *files(toc.get("parts", []))]]
+    pages = [ROOT / f"{name}.md" for name in toc_documents()]
     pages = [p for p in pages if p.exists() and "{code-cell}" in p.read_text()]
     return pages + assignments.sources()
 

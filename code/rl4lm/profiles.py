@@ -147,7 +147,7 @@ def model_source(role: str) -> tuple[str, dict]:
 
 
 def load_tokenizer(role: str = "lm"):
-    """Load the tokenizer of a model role with ``AutoTokenizer.from_pretrained``; pads on the left for generation."""
+    """Load the tokenizer of a model role with ``AutoTokenizer.from_pretrained`` (GPT-2 gets eos as its pad token)."""
     from transformers import AutoTokenizer
 
     source, kwargs = model_source(role)

@@ -36,9 +36,9 @@ FULL: dict[str, HubAsset] = {
 
 # The ``tiny`` profile: what :mod:`rl4lm.tiny` builds for each role (same roles as FULL).
 TINY: dict[str, str] = {
-    "lm": "a 0.8M-parameter GPT-2 trained on the project's synthetic movie reviews",
+    "lm": "a 0.3M-parameter, 2-layer GPT-2 trained on the project's synthetic movie reviews",
     "instruct_lm": "the tiny GPT-2 (the tiny profile has no separate instruction-tuned model)",
-    "sentiment_classifier": "a 2-layer BERT classifier trained on the synthetic reviews; label 1 is positive",
+    "sentiment_classifier": "a 2-layer DistilBERT classifier trained on the synthetic reviews; label 1 is positive",
     "reviews": "synthetic movie reviews with a known sentiment",
     "preferences": "synthetic (prompt, chosen, rejected) triples: the more positive continuation is chosen",
     "qa": "synthetic (review, question, answer) triples about the reviews",

@@ -152,6 +152,15 @@ def published(solution_executed: nbformat.NotebookNode, url: str, solutions: boo
     for cell in nb.cells:
         if SETUP_TAG in cell.metadata.get("tags", []):
             cell.metadata["tags"] = [*cell.metadata["tags"], "hide-input"]
+    return without_widgets(nb)
+
+
+def without_widgets(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Drop Jupyter-widget outputs (tqdm bars): on a static page they would load JS from a CDN and show 0%."""
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        if "outputs" in cell:
+            cell.outputs = [o for o in cell.outputs if "application/vnd.jupyter.widget-view+json" not in o.get("data", {})]
     return nb
 
 

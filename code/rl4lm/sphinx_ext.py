@@ -82,6 +82,23 @@ def drop_launch_buttons_on_text_pages(app, pagename, templatename, context, doct
         context["header_buttons"] = [b for b in context["header_buttons"] if b.get("label") != "launch-buttons"]
 
 
+def drop_duplicate_scripts(app, pagename, templatename, context, doctree) -> None:
+    """Keep each script once: sphinx-thebe's inline config is added twice, a JavaScript redeclaration error."""
+    seen, unique = set(), []
+    for script in context.get("script_files", []):
+        key = (str(getattr(script, "filename", script) or ""), tuple(sorted(getattr(script, "attributes", {}).items())))
+        if key not in seen:
+            seen.add(key)
+            unique.append(script)
+    if "script_files" in context:
+        context["script_files"] = unique
+
+
+def set_default_colour_mode(app, config) -> None:
+    """Give the theme an explicit colour mode (an empty one is a console error in pydata-sphinx-theme)."""
+    config.html_context.setdefault("default_mode", "light")
+
+
 def always_reread_homework(app, env, added, changed, removed) -> list[str]:
     """Re-read homework pages every build: their text comes from the solution run, not from the file."""
     return list(getattr(app, "env_rl4lm_pages", {}))
@@ -94,4 +111,6 @@ def setup(app):
     app.connect("source-read", serve_homework)
     app.connect("build-finished", copy_static_assets)
     app.connect("html-page-context", drop_launch_buttons_on_text_pages, priority=900)
+    app.connect("html-page-context", drop_duplicate_scripts, priority=900)
+    app.connect("config-inited", set_default_colour_mode, priority=900)
     return {"parallel_read_safe": False, "parallel_write_safe": True}

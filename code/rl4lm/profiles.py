@@ -83,17 +83,17 @@ def cache_dir() -> Path:
 
 
 def profile_summary() -> str:
-    """Which profile runs and how to switch, as text."""
+    """Which profile runs and how to switch, as text (lines short enough for a notebook cell)."""
     if current_profile() == "tiny":
         return (
-            "Profile: tiny - small models and data built by rl4lm on this machine (CPU, offline).\n"
-            f"To switch: set {PROFILE_VARIABLE}=full (real hub models such as gpt2; needs internet,\n"
-            "a GPU helps) before the first rl4lm call, e.g. rl4lm.profiles.set_profile('full')."
+            "Profile: tiny - small models built by rl4lm on this machine (CPU, offline).\n"
+            f"Switch: set {PROFILE_VARIABLE}=full for real hub models (gpt2, IMDB; internet),\n"
+            "or call rl4lm.profiles.set_profile('full') before loading the first model."
         )
     return (
-        "Profile: full - real hub models and data sets (gpt2, IMDB, ...); a GPU is recommended.\n"
-        f"To switch: set {PROFILE_VARIABLE}=tiny (offline, CPU-sized) before the first rl4lm call,\n"
-        "e.g. rl4lm.profiles.set_profile('tiny')."
+        "Profile: full - real hub models and data sets (gpt2, IMDB, ...); a GPU helps.\n"
+        f"Switch: set {PROFILE_VARIABLE}=tiny for small offline models (CPU, minutes),\n"
+        "or call rl4lm.profiles.set_profile('tiny') before loading the first model."
     )
 
 

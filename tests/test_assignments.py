@@ -62,3 +62,19 @@ def test_clearing_names_the_exercise():
     exec(body, namespace)
     with pytest.raises(NotImplementedError, match="top_k_filter"):
         namespace["top_k_filter"](None, 1)
+
+
+def test_site_shows_solutions_only_with_the_instructor_switch():
+    solution = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("import rl4lm.profiles", metadata={"tags": ["colab-setup"]}),
+        nbformat.v4.new_code_cell("def square(x):\n    ### BEGIN SOLUTION\n    return x * x\n    ### END SOLUTION\n",
+                                  outputs=[nbformat.v4.new_output("stream", text="16\n")]),
+        nbformat.v4.new_code_cell("from tqdm.auto import tqdm", outputs=[nbformat.v4.new_output(
+            "display_data", data={"application/vnd.jupyter.widget-view+json": {"model_id": "x"}, "text/plain": "0%"})]),
+    ])
+    student = assignments.published(solution, "https://example.org/repo", solutions=False)
+    shown = assignments.published(solution, "https://example.org/repo", solutions=True)
+    assert "return x * x" not in student.cells[1].source and "return x * x" in shown.cells[1].source
+    assert student.cells[1].outputs == solution.cells[1].outputs, "outputs of the solution run are kept"
+    assert "hide-input" in student.cells[0].metadata["tags"]
+    assert student.cells[2].outputs == [], "widget outputs (they need JS from a CDN) are dropped"

@@ -92,3 +92,16 @@ def test_homework_page_shows_student_code_with_solution_outputs(built_site):
         html = (built_site / "homework" / f"{notebook.stem}.html").read_text(encoding="utf-8")
         assert "BEGIN SOLUTION" not in html and "not implemented yet" in html, notebook.name
         assert "<img" in html, f"{notebook.name}: no figure from the solution run on the page"
+
+
+def test_colab_launch_button_only_on_notebooks(built_site):
+    """Homework notebooks get a Colab button pointing at the committed .ipynb; MyST text pages (Colab cannot open them) get none."""
+    from rl4lm.book import repository_url
+
+    colab = "colab.research.google.com/github/" + repository_url().split("github.com/")[1]
+    for notebook in sorted((ROOT / "homework").glob("*.ipynb")):
+        html = (built_site / "homework" / f"{notebook.stem}.html").read_text(encoding="utf-8")
+        assert f"{colab}/blob/main/homework/{notebook.name}" in html, f"no Colab button on {notebook.stem}.html"
+    for page in PAGES:
+        if (ROOT / f"{page}.md").exists():
+            assert "colab.research.google.com" not in (built_site / f"{page}.html").read_text(encoding="utf-8"), page

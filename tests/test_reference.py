@@ -167,3 +167,18 @@ def test_monte_carlo_agrees_with_policy_evaluation():
     exact = mdp.policy_evaluation(env.unwrapped.P, np.full((n_states, n_actions), 1 / n_actions), 0.95)[0]
     returns = mdp.monte_carlo_returns(env, lambda s: env.action_space.sample(), 0.95, episodes=4000, seed=0)
     assert abs(returns.mean() - exact) < 4 * returns.std() / math.sqrt(len(returns))
+
+
+def test_token_log_probs_match_the_models_own_loss():
+    """Mean of -log P(w_t | w_<t) over a sequence equals transformers' causal-LM loss with labels = inputs."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=40, n_positions=32, n_embd=16, n_layer=1, n_head=2)).eval()
+    ids = torch.randint(0, 40, (3, 12))
+    token_lp = decoding.token_log_probs(model, ids)
+    assert token_lp.shape == (3, 11)
+    with torch.no_grad():
+        loss = model(input_ids=ids, labels=ids).loss
+    torch.testing.assert_close(-token_lp.mean(), loss)
+    torch.testing.assert_close(decoding.sequence_log_likelihood(model, ids, 4), token_lp[:, 3:].sum(-1))

@@ -21,13 +21,11 @@ def top_next_tokens(model, tokenizer, prompt: str, top: int) -> list[tuple[str, 
     return [(tokenizer.decode(int(i)), float(v)) for v, i in zip(values, indices)]
 
 
-@torch.no_grad()
 def token_surprisals(model, tokenizer, text: str) -> list[tuple[str, float]]:
     """Surprisal -log2 P(w_t | w_<t) of every token after the first, in bits (Session 1)."""
     ids = tokenizer(text, return_tensors="pt").input_ids
-    logprobs = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), dim=-1)
-    token_lp = logprobs.gather(-1, ids[0, 1:, None]).squeeze(-1)
-    return [(tokenizer.decode(int(t)), -float(lp) / math.log(2)) for t, lp in zip(ids[0, 1:], token_lp)]
+    bits = -decoding.token_log_probs(model, ids)[0] / math.log(2)
+    return [(tokenizer.decode(int(t)), float(b)) for t, b in zip(ids[0, 1:], bits)]
 
 
 def main() -> None:

@@ -106,11 +106,16 @@ def beam_search(model, input_ids: torch.Tensor, num_beams: int, max_new_tokens: 
 
 
 @torch.no_grad()
+def token_log_probs(model, ids: torch.Tensor) -> torch.Tensor:
+    """log P(w_t | w_<t) of every token after the first, the chain rule's factors; (batch, seq - 1). Surprisal is minus this."""
+    logprobs = torch.log_softmax(model(input_ids=ids).logits[:, :-1].float(), dim=-1)  # (batch, seq - 1, vocab)
+    return logprobs.gather(-1, ids[:, 1:, None]).squeeze(-1)
+
+
+@torch.no_grad()
 def sequence_log_likelihood(model, ids: torch.Tensor, prompt_len: int) -> torch.Tensor:
     """Sum of log P(w_t | w_<t) over the generated tokens t >= prompt_len, per sequence (batch,)."""
-    logprobs = torch.log_softmax(model(input_ids=ids).logits[:, :-1].float(), dim=-1)
-    token_lp = logprobs.gather(-1, ids[:, 1:, None]).squeeze(-1)  # (batch, seq - 1)
-    return token_lp[:, prompt_len - 1:].sum(dim=-1)
+    return token_log_probs(model, ids)[:, prompt_len - 1:].sum(dim=-1)
 
 
 def cut_at_eos(token_lists: list[list[int]], eos_token_id: int | None) -> list[list[int]]:
@@ -123,8 +128,7 @@ def cut_at_eos(token_lists: list[list[int]], eos_token_id: int | None) -> list[l
 @torch.no_grad()
 def mean_token_log_likelihood(model, ids: torch.Tensor, prompt_len: int, eos_token_id: int | None = None) -> torch.Tensor:
     """Average log P(w_t | w_<t) over the generated tokens up to the first end-of-sequence token, per sequence (batch,)."""
-    logprobs = torch.log_softmax(model(input_ids=ids).logits[:, :-1].float(), dim=-1)
-    token_lp = logprobs.gather(-1, ids[:, 1:, None]).squeeze(-1)[:, prompt_len - 1:]  # (batch, new)
+    token_lp = token_log_probs(model, ids)[:, prompt_len - 1:]  # (batch, new)
     new = ids[:, prompt_len:]
     counted = torch.ones_like(new, dtype=torch.bool)
     if eos_token_id is not None:  # count tokens up to and including the first EOS

@@ -78,3 +78,14 @@ def test_site_shows_solutions_only_with_the_instructor_switch():
     assert student.cells[1].outputs == solution.cells[1].outputs, "outputs of the solution run are kept"
     assert "hide-input" in student.cells[0].metadata["tags"]
     assert student.cells[2].outputs == [], "widget outputs (they need JS from a CDN) are dropped"
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_unfilled_student_notebook_runs_top_to_bottom(source):
+    """A student who runs the notebook before filling anything in sees 'not implemented yet', never a crash."""
+    executed = assignments.execute(nbformat.read(assignments.student_path(source), as_version=4),
+                                   cwd=assignments.student_path(source).parent, timeout=300)
+    printed = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs)
+    stubs = sum("NotImplementedError" in c.source for c in executed.cells if c.cell_type == "code")
+    assert printed.count("not implemented yet") >= stubs, printed[-2000:]
+    assert "Traceback" not in printed

@@ -5,6 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export RL4LM_PROFILE ?= tiny
+# the tiny profile never needs the Hugging Face hub: make sure nothing asks it
+ifeq ($(RL4LM_PROFILE),tiny)
+export HF_HUB_OFFLINE := 1
+endif
 export PYTHONUNBUFFERED := 1
 
 .PHONY: book test bench homework tiny clean install

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from rl4lm.book import ROOT, toc_documents  # noqa: F401  (re-exported for the tests)
 
+os.environ.setdefault("RL4LM_PROFILE", "tiny")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests run offline: nothing may reach the Hugging Face hub
 BUILD = ROOT / "_build" / "test"
 SCREENSHOTS = ROOT / "_build" / "screenshots"
 

@@ -133,24 +133,28 @@ def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
 
 
 def model_source(role: str) -> tuple[str, dict]:
-    """Return ``(path_or_repo, from_pretrained kwargs)`` for a model role in the active profile.
-
-    In ``full`` without a reachable hub only the local Hugging Face cache is tried, so that the
-    error comes at once instead of after minutes of retries.
-    """
+    """Return ``(path_or_repo, from_pretrained kwargs)`` for a model role in the active profile (no network)."""
     asset = registry.hub_asset(role)
     if current_profile() == "full":
-        return asset.repo_id, {"revision": asset.revision, "local_files_only": not hub_reachable()}
+        return asset.repo_id, {"revision": asset.revision}
     from . import tiny
 
     return str(tiny.asset_path(role)), {}
+
+
+def _loading_source(role: str) -> tuple[str, dict]:
+    """``model_source``, plus ``local_files_only`` in ``full`` when the hub is unreachable (fail at once, not after retries)."""
+    source, kwargs = model_source(role)
+    if current_profile() == "full" and not hub_reachable():
+        kwargs = {**kwargs, "local_files_only": True}
+    return source, kwargs
 
 
 def load_tokenizer(role: str = "lm"):
     """Load the tokenizer of a model role with ``AutoTokenizer.from_pretrained`` (GPT-2 gets eos as its pad token)."""
     from transformers import AutoTokenizer
 
-    source, kwargs = model_source(role)
+    source, kwargs = _loading_source(role)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
     except OSError as error:
@@ -165,7 +169,7 @@ def load_model(role: str = "lm", **kwargs):
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     auto = AutoModelForSequenceClassification if role == "sentiment_classifier" else AutoModelForCausalLM
-    source, extra = model_source(role)
+    source, extra = _loading_source(role)
     _quiet_libraries()
     try:
         model = auto.from_pretrained(source, use_safetensors=True, **extra, **kwargs)

@@ -93,3 +93,26 @@ def test_every_model_role_resolves_in_both_profiles(monkeypatch):
             source, kwargs = profiles.model_source(role)
             assert source and isinstance(kwargs, dict)
     assert set(registry.TINY) == set(registry.FULL)
+
+
+def test_unreachable_hub_switches_data_sets_to_offline_mode_for_the_call(monkeypatch, tmp_path):
+    import datasets
+    import huggingface_hub.constants as hub
+
+    monkeypatch.setenv("RL4LM_PROFILE", "full")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setattr(profiles, "hub_reachable", lambda: False)  # no connection is attempted
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", False)
+    seen = []
+
+    def hub_refuses(*args, **kwargs):
+        seen.append((datasets.config.HF_HUB_OFFLINE, hub.HF_HUB_OFFLINE))
+        raise ConnectionError("Couldn't reach the Hub (OfflineModeIsEnabled)")
+
+    monkeypatch.setattr(datasets, "load_dataset", hub_refuses)
+    with pytest.raises(profiles.ProfileError) as info:
+        profiles.load_dataset("reviews", split="test")
+    assert "RL4LM_PROFILE=tiny" in one_sentence(info.value)
+    assert seen == [(True, True)], "the call must run in offline mode (no minutes of retries)"
+    assert (datasets.config.HF_HUB_OFFLINE, hub.HF_HUB_OFFLINE) == (False, False), "offline mode is restored after"

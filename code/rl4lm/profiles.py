@@ -14,6 +14,7 @@ Environment variables
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import socket
@@ -178,6 +179,20 @@ def load_model(role: str = "lm", **kwargs):
     return model.eval()
 
 
+@contextlib.contextmanager
+def _hub_offline():
+    """Switch the hub libraries to offline mode for one call, so that an unreachable hub fails at once."""
+    import datasets
+    import huggingface_hub.constants as hub
+
+    saved = datasets.config.HF_HUB_OFFLINE, hub.HF_HUB_OFFLINE
+    datasets.config.HF_HUB_OFFLINE = hub.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        datasets.config.HF_HUB_OFFLINE, hub.HF_HUB_OFFLINE = saved
+
+
 def load_dataset(role: str, split: str | None = None):
     """Load a data-set role with ``datasets.load_dataset`` (hub name or the tiny folder)."""
     import datasets
@@ -192,7 +207,9 @@ def load_dataset(role: str, split: str | None = None):
 
         source, kwargs = str(tiny.asset_path(role)), {}
     _quiet_libraries()
+    offline = current_profile() == "full" and not hub_reachable()
     try:
-        return datasets.load_dataset(source, split=split, **kwargs)
+        with _hub_offline() if offline else contextlib.nullcontext():
+            return datasets.load_dataset(source, split=split, **kwargs)
     except (OSError, ConnectionError) as error:
         raise _hub_error(asset, error) from None

@@ -54,20 +54,19 @@ def greedy_decode(model, input_ids: torch.Tensor, max_new_tokens: int) -> torch.
     return ids
 
 
-@torch.no_grad()
 def sample(model, input_ids: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
            top_p: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
     """Ancestral sampling w_{t+1} ~ softmax(filter(z / t)), with optional top-k and top-p filters."""
-    ids = input_ids
-    for _ in range(max_new_tokens):
-        logits = next_token_logits(model, ids) / temperature
+
+    def filtered_probs(logits: torch.Tensor) -> torch.Tensor:
+        logits = logits / temperature
         if top_k is not None:
             logits = top_k_filter(logits, top_k)
         if top_p is not None:
             logits = top_p_filter(logits, top_p)
-        next_id = torch.multinomial(logits.softmax(dim=-1), 1, generator=generator)
-        ids = torch.cat([ids, next_id], dim=-1)
-    return ids
+        return logits.softmax(dim=-1)
+
+    return sample_with(model, input_ids, max_new_tokens, filtered_probs, generator)
 
 
 @torch.no_grad()

@@ -4,14 +4,6 @@ from __future__ import annotations
 import numpy as np
 
 
-def discounted_return(rewards, gamma: float) -> float:
-    """Discounted return G_0 = sum_k gamma^k R_{k+1} (Sutton & Barto, 2018, eq. 3.8)."""
-    g = 0.0
-    for r in reversed(list(rewards)):
-        g = float(r) + gamma * g
-    return g
-
-
 def returns_to_go(rewards, gamma: float) -> np.ndarray:
     """All returns G_t = R_{t+1} + gamma G_{t+1}, computed backwards (Sutton & Barto, 2018, eq. 3.9)."""
     rewards = np.asarray(rewards, dtype=np.float64)
@@ -21,6 +13,12 @@ def returns_to_go(rewards, gamma: float) -> np.ndarray:
         g = rewards[t] + gamma * g
         out[t] = g
     return out
+
+
+def discounted_return(rewards, gamma: float) -> float:
+    """Discounted return G_0 = sum_k gamma^k R_{k+1} (Sutton & Barto, 2018, eq. 3.8); 0 for an empty episode."""
+    returns = returns_to_go(list(rewards), gamma)
+    return float(returns[0]) if len(returns) else 0.0
 
 
 def run_episode(env, policy, seed: int | None = None, max_steps: int = 1000) -> list[float]:

@@ -200,14 +200,15 @@ def load_dataset(role: str, split: str | None = None):
     asset = registry.hub_asset(role)
     if asset.kind != "dataset":
         raise ProfileError(f"'{role}' is a model, not a data set; use rl4lm.profiles.load_model('{role}').")
+    offline = False
     if current_profile() == "full":
         source, kwargs = asset.repo_id, {"revision": asset.revision, "name": asset.config}
+        offline = not hub_reachable()
     else:
         from . import tiny
 
         source, kwargs = str(tiny.asset_path(role)), {}
     _quiet_libraries()
-    offline = current_profile() == "full" and not hub_reachable()
     try:
         with _hub_offline() if offline else contextlib.nullcontext():
             return datasets.load_dataset(source, split=split, **kwargs)

@@ -11,36 +11,40 @@ export HF_HUB_OFFLINE := 1
 endif
 export PYTHONUNBUFFERED := 1
 
-.PHONY: book test bench homework tiny clean install
+.PHONY: book test lint bench homework tiny clean install
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt pyproject.toml code/book/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements.txt
-	$(BIN)/python -m pip install -q --no-deps -e .
+	$(BIN)/python -m pip install -q --no-deps -e . -e code/book
 	touch $(STAMP)
 
 tiny: $(STAMP)
-	$(BIN)/python -m rl4lm.tiny
+	$(BIN)/python -m rl4lm.assets.tiny
 
 ## book: install, build the tiny assets, build the site (executing every page), print where it is
 book: tiny
 	$(BIN)/jupyter-book build . -W -n --keep-going
 	@echo "The book is at file://$(CURDIR)/_build/html/index.html"
 
-## test: install, then the whole suite: unit tests, every notebook executed once, built-site and browser checks
-test: $(STAMP)
+## lint: ruff over the package, the book tooling, scripts and tests (configured in pyproject.toml)
+lint: $(STAMP)
+	$(BIN)/ruff check code tests
+
+## test: install, lint, then the whole suite: unit tests, every notebook executed once, built-site and browser checks
+test: lint
 	$(BIN)/python -m pytest
 
 ## bench: per-notebook execution time (median of runs) and the tiny-asset build time
 bench: tiny
-	$(BIN)/python -m rl4lm.bench
+	$(BIN)/python -m rl4lm_book.bench
 
 ## homework: regenerate the student notebooks from homework/solutions/*.md
 homework: $(STAMP)
-	$(BIN)/python -m rl4lm.assignments generate
+	$(BIN)/python -m rl4lm_book.assignments generate
 
 clean:
 	rm -rf _build

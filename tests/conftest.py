@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-from rl4lm.book import ROOT, toc_documents  # noqa: F401  (re-exported for the tests)
+
+from rl4lm_book.book import ROOT, toc_documents  # noqa: F401  (re-exported for the tests)
 
 os.environ.setdefault("RL4LM_PROFILE", "tiny")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests run offline: nothing may reach the Hugging Face hub

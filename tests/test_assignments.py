@@ -6,7 +6,7 @@ import ast
 import nbformat
 import pytest
 
-from rl4lm import assignments
+from rl4lm_book import assignments
 
 SOURCES = assignments.sources()
 

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from rl4lm import attention, bandits, checks, decoding, mdp, training
+from rl4lm import checks
+from rl4lm.lm import attention, decoding, sft
+from rl4lm.rl import bandits, mdp
 
 
 def rejects(checker, fn, *fragments: str) -> str:
@@ -26,8 +28,8 @@ REFERENCES = {
     "causal_self_attention": attention.causal_self_attention,
     "sinusoidal_positions": attention.sinusoidal_positions,
     "apply_rope": attention.apply_rope,
-    "sequence_nll": training.sequence_nll,
-    "sft_step": training.sft_step,
+    "sequence_nll": sft.sequence_nll,
+    "sft_step": sft.sft_step,
     "temperature_softmax": decoding.temperature_softmax,
     "top_k_filter": decoding.top_k_filter,
     "top_p_filter": decoding.top_p_filter,
@@ -175,7 +177,7 @@ def test_sequence_nll_bugs():
         return (tok * mask).sum(1) / mask.sum(1)
 
     def python_float(logits, labels, mask):
-        return torch.tensor(training.sequence_nll(logits, labels, mask).item())
+        return torch.tensor(sft.sequence_nll(logits, labels, mask).item())
 
     rejects(checks.sequence_nll, token_mean, "average within each sequence first")
     rejects(checks.sequence_nll, unmasked, "masked positions")
@@ -186,25 +188,25 @@ def test_sequence_nll_bugs():
 def test_sft_step_bugs():
     def no_shift(model, optimizer, batch):
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        loss = training.sequence_nll(logits, batch["input_ids"], batch["loss_mask"])
+        loss = sft.sequence_nll(logits, batch["input_ids"], batch["loss_mask"])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         return loss.item()
 
     def all_tokens(model, optimizer, batch):
-        return training.sft_step(model, optimizer, {**batch, "loss_mask": batch["attention_mask"]})
+        return sft.sft_step(model, optimizer, {**batch, "loss_mask": batch["attention_mask"]})
 
     def no_zero_grad(model, optimizer, batch):
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        loss = training.sequence_nll(logits[:, :-1], batch["input_ids"][:, 1:], batch["loss_mask"][:, 1:])
+        loss = sft.sequence_nll(logits[:, :-1], batch["input_ids"][:, 1:], batch["loss_mask"][:, 1:])
         loss.backward()
         optimizer.step()
         return loss.item()
 
     def no_step(model, optimizer, batch):
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        loss = training.sequence_nll(logits[:, :-1], batch["input_ids"][:, 1:], batch["loss_mask"][:, 1:])
+        loss = sft.sequence_nll(logits[:, :-1], batch["input_ids"][:, 1:], batch["loss_mask"][:, 1:])
         return loss.item()
 
     rejects(checks.sft_step, no_shift, "predict token t+1")

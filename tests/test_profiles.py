@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from rl4lm import profiles, registry
+from rl4lm import profiles
+from rl4lm.assets import hub, roles
 
 
 def one_sentence(error: Exception) -> str:
@@ -43,13 +44,13 @@ def test_unwritable_cache_names_the_variable(monkeypatch, tmp_path):
         locked.mkdir(mode=0o500)
         monkeypatch.setenv("RL4LM_CACHE", str(locked / "cache"))
     with pytest.raises(profiles.ProfileError) as info:
-        profiles.cache_dir()
+        profiles.writable_cache_dir()
     assert "RL4LM_CACHE" in one_sentence(info.value)
 
 
 def test_unknown_role_lists_known_roles():
     with pytest.raises(profiles.ProfileError) as info:
-        registry.hub_asset("gpt5")
+        profiles.load_model("gpt5")
     text = one_sentence(info.value)
     assert "gpt5" in text and "lm" in text
 
@@ -89,10 +90,9 @@ def test_model_role_asked_as_dataset_is_explained():
 def test_every_model_role_resolves_in_both_profiles(monkeypatch):
     for name in profiles.PROFILES:
         monkeypatch.setenv("RL4LM_PROFILE", name)
-        for role in registry.MODEL_ROLES:
+        for role in roles.MODEL_ROLES:
             source, kwargs = profiles.model_source(role)
             assert source and isinstance(kwargs, dict)
-    assert set(registry.TINY) == set(registry.FULL)
 
 
 def test_unreachable_hub_switches_data_sets_to_offline_mode_for_the_call(monkeypatch, tmp_path):
@@ -101,7 +101,7 @@ def test_unreachable_hub_switches_data_sets_to_offline_mode_for_the_call(monkeyp
 
     monkeypatch.setenv("RL4LM_PROFILE", "full")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setattr(profiles, "hub_reachable", lambda: False)  # no connection is attempted
+    monkeypatch.setattr(hub, "hub_reachable", lambda: False)  # no connection is attempted
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(hub, "HF_HUB_OFFLINE", False)
     seen = []

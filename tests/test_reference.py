@@ -6,10 +6,17 @@ import math
 import numpy as np
 import pytest
 import torch
-from transformers import (GenerationConfig, GPT2Config, GPT2LMHeadModel, TemperatureLogitsWarper, TopKLogitsWarper,
-                          TopPLogitsWarper)
+from transformers import (
+    GenerationConfig,
+    GPT2Config,
+    GPT2LMHeadModel,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
 
-from rl4lm import attention, bandits, decoding, mdp, training
+from rl4lm.lm import attention, decoding, logprobs, sft
+from rl4lm.rl import bandits, mdp
 
 
 @pytest.fixture(scope="module")
@@ -68,17 +75,17 @@ def test_sequence_nll_matches_cross_entropy():
     logits, labels = torch.randn(3, 7, 13, generator=g), torch.randint(13, (3, 7), generator=g)
     mask = torch.tensor([[1] * 7, [0, 0, 1, 1, 1, 1, 1], [1, 1, 0, 0, 0, 0, 0]])
     per_sequence = [torch.nn.functional.cross_entropy(logits[b][mask[b].bool()], labels[b][mask[b].bool()]) for b in range(3)]
-    torch.testing.assert_close(training.sequence_nll(logits, labels, mask), torch.stack(per_sequence).mean())
+    torch.testing.assert_close(sft.sequence_nll(logits, labels, mask), torch.stack(per_sequence).mean())
     ones = torch.ones(3, 7)
-    torch.testing.assert_close(training.sequence_nll(logits, labels, ones),
+    torch.testing.assert_close(sft.sequence_nll(logits, labels, ones),
                                torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels))
 
 
 def test_qa_prompt_handles_tiny_and_squad_rows():
     tiny = {"context": "a fine film .", "question": "did the reviewer like the film ?", "answer": "yes"}
     squad = {"context": "Paris is in France.", "question": "Where is Paris?", "answers": {"text": ["France", "in France"], "answer_start": [12, 9]}}
-    assert training.qa_prompt(tiny) == ("review : a fine film . question : did the reviewer like the film ? answer :", " yes")
-    assert training.qa_prompt(squad)[1] == " France"
+    assert sft.qa_prompt(tiny) == ("review : a fine film . question : did the reviewer like the film ? answer :", " yes")
+    assert sft.qa_prompt(squad)[1] == " France"
 
 
 def test_temperature_matches_transformers():
@@ -127,8 +134,8 @@ def test_beam_search_matches_generate(model, batch, length, beams, new):
         swap = {7: 3, 9: 5}
         canon = lambda t: t.clone().apply_(lambda x: swap.get(x, x))  # noqa: E731
         assert torch.equal(canon(ours), canon(theirs))
-    torch.testing.assert_close(decoding.sequence_log_likelihood(model, ours, length),
-                               decoding.sequence_log_likelihood(model, theirs, length))
+    torch.testing.assert_close(logprobs.sequence_log_likelihood(model, ours, length),
+                               logprobs.sequence_log_likelihood(model, theirs, length))
 
 
 def test_bandit_reproduces_epsilon_greedy_ordering():
@@ -176,9 +183,9 @@ def test_token_log_probs_match_the_models_own_loss():
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(vocab_size=40, n_positions=32, n_embd=16, n_layer=1, n_head=2)).eval()
     ids = torch.randint(0, 40, (3, 12))
-    token_lp = decoding.token_log_probs(model, ids)
+    token_lp = logprobs.token_log_probs(model, ids)
     assert token_lp.shape == (3, 11)
     with torch.no_grad():
         loss = model(input_ids=ids, labels=ids).loss
     torch.testing.assert_close(-token_lp.mean(), loss)
-    torch.testing.assert_close(decoding.sequence_log_likelihood(model, ids, 4), token_lp[:, 3:].sum(-1))
+    torch.testing.assert_close(logprobs.sequence_log_likelihood(model, ids, 4), token_lp[:, 3:].sum(-1))

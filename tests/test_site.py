@@ -96,7 +96,7 @@ def test_homework_page_shows_student_code_with_solution_outputs(built_site):
 
 def test_colab_launch_button_only_on_notebooks(built_site):
     """Homework notebooks get a Colab button pointing at the committed .ipynb; MyST text pages (Colab cannot open them) get none."""
-    from rl4lm.book import repository_url
+    from rl4lm_book.book import repository_url
 
     colab = "colab.research.google.com/github/" + repository_url().split("github.com/")[1]
     for notebook in sorted((ROOT / "homework").glob("*.ipynb")):

@@ -6,7 +6,8 @@ import random
 import pytest
 import torch
 
-from rl4lm import profiles, tiny
+from rl4lm import profiles
+from rl4lm.assets import tiny
 
 
 @pytest.fixture(scope="module", autouse=True)

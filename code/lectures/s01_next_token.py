@@ -10,7 +10,8 @@ import math
 
 import torch
 
-from rl4lm import decoding, profiles
+from rl4lm import profiles
+from rl4lm.lm import decoding, logprobs
 
 
 def top_next_tokens(model, tokenizer, prompt: str, top: int) -> list[tuple[str, float]]:
@@ -24,7 +25,7 @@ def top_next_tokens(model, tokenizer, prompt: str, top: int) -> list[tuple[str, 
 def token_surprisals(model, tokenizer, text: str) -> list[tuple[str, float]]:
     """Surprisal -log2 P(w_t | w_<t) of every token after the first, in bits (Session 1)."""
     ids = tokenizer(text, return_tensors="pt").input_ids
-    bits = -decoding.token_log_probs(model, ids)[0] / math.log(2)
+    bits = -logprobs.token_log_probs(model, ids)[0] / math.log(2)
     return [(tokenizer.decode(int(t)), float(b)) for t, b in zip(ids[0, 1:], bits)]
 
 

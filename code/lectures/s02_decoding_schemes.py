@@ -8,7 +8,8 @@ import argparse
 
 import torch
 
-from rl4lm import decoding, profiles
+from rl4lm import profiles
+from rl4lm.lm import decoding, logprobs
 
 
 def continue_with_every_scheme(model, ids: torch.Tensor, new_tokens: int, seed: int) -> dict[str, torch.Tensor]:
@@ -40,7 +41,7 @@ def main() -> None:
     ids = tokenizer(args.prompt, return_tensors="pt").input_ids
     print()
     for scheme, out in continue_with_every_scheme(model, ids, args.new_tokens, args.seed).items():
-        per_token = decoding.sequence_log_likelihood(model, out, ids.shape[1]).item() / args.new_tokens
+        per_token = logprobs.sequence_log_likelihood(model, out, ids.shape[1]).item() / args.new_tokens
         text = tokenizer.decode(out[0, ids.shape[1]:])
         print(f"{scheme:<22} log P/token {per_token:6.2f} | {args.prompt}{text}")
 

@@ -1,4 +1,4 @@
-"""One plotting style for every page and notebook: labelled axes, a title that states the finding."""
+"""One style for every page and notebook: figures with labelled axes and a title that states the finding; tables."""
 from __future__ import annotations
 
 import matplotlib as mpl
@@ -31,3 +31,12 @@ def figure(ncols: int = 1, nrows: int = 1, width: float = 6.4, height: float = 3
     """A new figure in the course style; returns (fig, axes)."""
     use_course_style()
     return plt.subplots(nrows, ncols, figsize=(width, height), constrained_layout=True)
+
+
+def show_table(rows: list[dict], precision: int = 3) -> None:
+    """Display a list of dicts as a table in a notebook: no index, text left-aligned, floats rounded."""
+    import pandas as pd
+    from IPython.display import display
+
+    style = pd.DataFrame(rows).style.hide(axis="index").format(precision=precision)
+    display(style.set_properties(**{"text-align": "left", "vertical-align": "top", "padding": "3px 8px"}))

@@ -1,37 +1,32 @@
 """Choose a profile (``tiny`` or ``full``) and load every model and data set through one path.
 
-``full`` resolves a role to a pinned hub repository (:mod:`rl4lm.registry`);
-``tiny`` resolves it to a folder that :mod:`rl4lm.tiny` builds once, deterministically,
-in the cache folder. Both are then loaded with the same ``from_pretrained`` /
-``load_dataset`` calls, so a notebook's code is identical in both profiles.
+``full`` resolves a role (:mod:`rl4lm.assets.roles`) to its pinned hub repository; ``tiny`` resolves
+it to a folder that :mod:`rl4lm.assets.tiny` builds once, deterministically, in the cache folder.
+Both are then loaded with the same ``from_pretrained`` / ``load_dataset`` calls, so a notebook's
+code is identical in both profiles.
 
 Environment variables
 ---------------------
 ``RL4LM_PROFILE``  ``tiny`` or ``full``. Unset: ``full`` when a CUDA GPU is visible
                    (e.g. a Colab GPU runtime), otherwise ``tiny``.
 ``RL4LM_CACHE``    where tiny assets are built; default ``$XDG_CACHE_HOME/rl4lm``
-                   or ``~/.cache/rl4lm``.
+                   or ``~/.cache/rl4lm``. Only building needs write access.
 """
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
-import socket
-from pathlib import Path
 
-from . import registry
+from .assets import hub, roles
+from .assets.cache import CACHE_VARIABLE, cache_dir, writable_cache_dir
+from .errors import ProfileError
+
+__all__ = ["PROFILES", "PROFILE_VARIABLE", "CACHE_VARIABLE", "ProfileError", "current_profile", "set_profile",
+           "cache_dir", "writable_cache_dir", "profile_summary", "describe_profile", "model_source",
+           "load_tokenizer", "load_model", "load_dataset"]
 
 PROFILES = ("tiny", "full")
 PROFILE_VARIABLE = "RL4LM_PROFILE"
-CACHE_VARIABLE = "RL4LM_CACHE"
-
-
-class ProfileError(RuntimeError):
-    """A set-up problem (profile, cache, hub) explained in one sentence."""
-
-    def _render_traceback_(self) -> list[str]:  # IPython shows this instead of a long traceback
-        return [f"ProfileError: {self}"]
 
 
 def _cuda_available() -> bool:
@@ -62,27 +57,6 @@ def set_profile(name: str) -> str:
     return current_profile()
 
 
-def cache_dir() -> Path:
-    """Return the writable folder where tiny assets live, creating it if needed."""
-    base = os.environ.get(CACHE_VARIABLE)
-    if base:
-        path = Path(base).expanduser()
-    else:
-        xdg = os.environ.get("XDG_CACHE_HOME")
-        path = (Path(xdg) if xdg else Path.home() / ".cache") / "rl4lm"
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as error:
-        raise ProfileError(
-            f"Cannot write to the cache folder {path} ({error.strerror}); "
-            f"set ${CACHE_VARIABLE} to a folder you can write to."
-        ) from None
-    return path
-
-
 def profile_summary() -> str:
     """Which profile runs and how to switch, as text (lines short enough for a notebook cell)."""
     if current_profile() == "tiny":
@@ -103,14 +77,6 @@ def describe_profile() -> None:
     print(profile_summary())
 
 
-def _hub_error(asset: registry.HubAsset, error: Exception) -> ProfileError:
-    """Turn a hub failure into one sentence that names the tiny profile."""
-    return ProfileError(
-        f"Could not load '{asset.repo_id}' from the Hugging Face hub ({type(error).__name__}); "
-        f"check your internet connection, or run offline with {PROFILE_VARIABLE}=tiny."
-    )
-
-
 def _quiet_libraries() -> None:
     """Hide the libraries' progress bars and info messages so that pages show only what matters."""
     import datasets
@@ -121,96 +87,89 @@ def _quiet_libraries() -> None:
     transformers.utils.logging.set_verbosity_error()
 
 
-@functools.cache
-def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
-    """True unless offline mode is set or the hub cannot be reached within ``timeout`` seconds."""
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes", "on"}:
-        return False
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
+def _tiny_path(role: roles.Role) -> str:
+    """The tiny folder of a role (built on first use, checked against its manifest)."""
+    from .assets import tiny
+
+    return str(tiny.asset_path(role.name))
 
 
-def model_source(role: str) -> tuple[str, dict]:
-    """Return ``(path_or_repo, from_pretrained kwargs)`` for a model role in the active profile (no network)."""
-    asset = registry.hub_asset(role)
+def model_source(name: str) -> tuple[str, dict]:
+    """``(path_or_repo, from_pretrained kwargs)`` of a model role in the active profile (no network)."""
+    role = roles.model_role(name)
     if current_profile() == "full":
-        return asset.repo_id, {"revision": asset.revision}
-    from . import tiny
-
-    return str(tiny.asset_path(role)), {}
+        return role.hub_repo, {"revision": role.revision}
+    return _tiny_path(role), {}
 
 
-def _loading_source(role: str) -> tuple[str, dict]:
-    """``model_source``, plus ``local_files_only`` in ``full`` when the hub is unreachable (fail at once, not after retries)."""
-    source, kwargs = model_source(role)
-    if current_profile() == "full" and not hub_reachable():
+def _load_pretrained(name: str, load):
+    """Call ``load(source, **kwargs)`` for a model role; in ``full`` fail at once, in one sentence, without the hub."""
+    source, kwargs = model_source(name)
+    full = current_profile() == "full"
+    if full and not hub.hub_reachable():
         kwargs = {**kwargs, "local_files_only": True}
-    return source, kwargs
+    try:
+        return load(source, **kwargs)
+    except OSError as error:
+        if full:
+            raise hub.hub_error(roles.role(name), error) from None
+        raise ProfileError(f"Could not load the tiny '{name}' from {source} ({type(error).__name__}); rebuild the "
+                           "tiny assets with `python -m rl4lm.assets.tiny --force`.") from None
 
 
-def load_tokenizer(role: str = "lm"):
+def load_tokenizer(name: str = "lm"):
     """Load the tokenizer of a model role with ``AutoTokenizer.from_pretrained`` (GPT-2 gets eos as its pad token)."""
     from transformers import AutoTokenizer
 
-    source, kwargs = _loading_source(role)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-    except OSError as error:
-        raise _hub_error(registry.hub_asset(role), error) from None
+    tokenizer = _load_pretrained(name, AutoTokenizer.from_pretrained)
     if tokenizer.pad_token is None:  # GPT-2 has no pad token; reuse end-of-text as usual
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
 
 
-def load_model(role: str = "lm", **kwargs):
-    """Load a model role with ``from_pretrained`` (safetensors only), in eval mode."""
+def load_model(name: str = "lm", **kwargs):
+    """Load a model role with the ``from_pretrained`` of its head (safetensors only), in eval mode."""
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    auto = AutoModelForSequenceClassification if role == "sentiment_classifier" else AutoModelForCausalLM
-    source, extra = _loading_source(role)
+    auto = {roles.CAUSAL_LM: AutoModelForCausalLM,
+            roles.SEQUENCE_CLASSIFIER: AutoModelForSequenceClassification}[roles.model_role(name).head]
     _quiet_libraries()
-    try:
-        model = auto.from_pretrained(source, use_safetensors=True, **extra, **kwargs)
-    except OSError as error:
-        raise _hub_error(registry.hub_asset(role), error) from None
+    model = _load_pretrained(name, lambda source, **extra: auto.from_pretrained(
+        source, use_safetensors=True, **extra, **kwargs))
     return model.eval()
 
 
-@contextlib.contextmanager
-def _hub_offline():
-    """Switch the hub libraries to offline mode for one call, so that an unreachable hub fails at once."""
-    import datasets
-    import huggingface_hub.constants as hub
-
-    saved = datasets.config.HF_HUB_OFFLINE, hub.HF_HUB_OFFLINE
-    datasets.config.HF_HUB_OFFLINE = hub.HF_HUB_OFFLINE = True
-    try:
-        yield
-    finally:
-        datasets.config.HF_HUB_OFFLINE, hub.HF_HUB_OFFLINE = saved
-
-
-def load_dataset(role: str, split: str | None = None):
-    """Load a data-set role with ``datasets.load_dataset`` (hub name or the tiny folder)."""
+def _course_splits(data, role: roles.Role):
+    """Rename hub splits to the course's names (e.g. SQuAD's 'validation' is the course's 'test')."""
     import datasets
 
-    asset = registry.hub_asset(role)
-    if asset.kind != "dataset":
-        raise ProfileError(f"'{role}' is a model, not a data set; use rl4lm.profiles.load_model('{role}').")
+    if not role.splits or not isinstance(data, datasets.DatasetDict):
+        return data
+    renamed = {hub_name: course for course, hub_name in role.splits.items()}
+    return datasets.DatasetDict({renamed.get(split, split): part for split, part in data.items()})
+
+
+def load_dataset(name: str, split: str | None = None):
+    """Load a data-set role with ``datasets.load_dataset`` (hub name or the tiny folder).
+
+    Split names are the course's in both profiles: ``train`` and ``test``.
+    """
+    import datasets
+
+    role = roles.dataset_role(name)
     offline = False
     if current_profile() == "full":
-        source, kwargs = asset.repo_id, {"revision": asset.revision, "name": asset.config}
-        offline = not hub_reachable()
+        hub_split = role.splits.get(split, split) if split else None
+        source, kwargs = role.hub_repo, {"revision": role.revision, "name": role.config, "split": hub_split}
+        offline = not hub.hub_reachable()
     else:
-        from . import tiny
-
-        source, kwargs = str(tiny.asset_path(role)), {}
+        source, kwargs = _tiny_path(role), {"split": split}
     _quiet_libraries()
     try:
-        with _hub_offline() if offline else contextlib.nullcontext():
-            return datasets.load_dataset(source, split=split, **kwargs)
+        with hub.offline_for_this_call() if offline else contextlib.nullcontext():
+            return _course_splits(datasets.load_dataset(source, **kwargs), role)
     except (OSError, ConnectionError) as error:
-        raise _hub_error(asset, error) from None
+        if current_profile() == "full":
+            raise hub.hub_error(role, error) from None
+        raise ProfileError(f"Could not load the tiny data set '{name}' from {source} ({type(error).__name__}); rebuild "
+                           "the tiny assets with `python -m rl4lm.assets.tiny --force`.") from None

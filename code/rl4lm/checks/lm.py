@@ -1,165 +1,17 @@
-"""Exercise checkers: ``rl4lm.checks.<exercise>(your_function)`` for every homework exercise.
-
-Each checker compares the student's function with the field's reference (torch, transformers,
-gymnasium) or with a property, on several seeds and edge cases (length 1, batch 1, padding, ties).
-On success it prints one line and returns True. On failure it raises :class:`CheckFailed` whose
-message is one sentence saying what is wrong and what to try; IPython shows only that sentence.
-An exercise that still raises ``NotImplementedError`` prints "<name>: not implemented yet" and
-returns False, so that a notebook runs top to bottom before it is filled in.
-"""
+"""Checkers of the language-model exercises: attention, positions, teacher forcing, decoding (Homework 1)."""
 from __future__ import annotations
 
 import copy
-import functools
-import inspect
 import math
-import weakref
 
-import numpy as np
 import torch
 
-__all__ = [
-    "CheckFailed", "implemented", "causal_self_attention", "sinusoidal_positions", "apply_rope", "sequence_nll",
-    "sft_step", "temperature_softmax", "top_k_filter", "top_p_filter", "greedy_decode", "beam_search",
-    "epsilon_greedy_action", "update_estimate", "discounted_return",
-]
-
-
-class CheckFailed(AssertionError):
-    """A failed check, explained in one sentence (no traceback in notebooks)."""
-
-    def _render_traceback_(self) -> list[str]:  # IPython shows this instead of a long traceback
-        return [f"\u274c CheckFailed: {self}"]
-
-
-class _NotImplemented(Exception):
-    """Internal: the student's function (or one it calls) raised NotImplementedError."""
-
-
-_STATUS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # function -> "passed" | "failed" | "missing"
-
-
-def _name(fn) -> str:
-    """The function's name as the student wrote it."""
-    return getattr(fn, "__name__", "your function")
-
-
-def _call(fn, *args, **kwargs):
-    """Call the student's function; turn any exception into a one-sentence failure."""
-    try:
-        return fn(*args, **kwargs)
-    except NotImplementedError as error:
-        text = str(error)
-        raise _NotImplemented(text.split(" - ")[0] if "not implemented yet" in text else
-                              f"{_name(fn)}: not implemented yet") from None
-    except CheckFailed:
-        raise
-    except Exception as error:  # the student's code crashed: say where, in one sentence
-        raise CheckFailed(f"calling {_name(fn)} raised {type(error).__name__}: {error}".rstrip(". ")
-                          + "; run it on a small example in a new cell to see the full error.") from None
-
-
-def _checker(func):
-    """Turn ``func(student_fn) -> summary`` into a checker that prints, returns True/False or raises CheckFailed."""
-
-    @functools.wraps(func)
-    def check(fn) -> bool:
-        name = _name(fn)
-        try:
-            summary = func(fn)
-        except _NotImplemented as missing:
-            _remember(fn, "missing")
-            print(f"\u23f3 {missing} - fill in the cell above, run it, then run this check again.")
-            return False
-        except CheckFailed as failure:
-            _remember(fn, "failed")
-            raise CheckFailed(f"{name}: {failure}") from None
-        _remember(fn, "passed")
-        print(f"\u2705 {name}: all checks passed ({summary}).")
-        return True
-
-    return check
-
-
-def _remember(fn, status: str) -> None:
-    """Record a check's outcome for :func:`implemented`."""
-    try:
-        _STATUS[fn] = status
-    except TypeError:  # not weak-referenceable (e.g. a functools.partial); nothing to remember
-        pass
-
-
-def _raises_not_implemented(fn) -> bool:
-    """True if the last check of ``fn`` found it unimplemented, or (never checked) its code raises NotImplementedError."""
-    try:
-        status = _STATUS.get(fn)
-    except TypeError:
-        status = None
-    if status is not None:
-        return status == "missing"
-    try:
-        return "raise NotImplementedError" in inspect.getsource(fn)
-    except (OSError, TypeError):
-        return False
-
-
-def implemented(*fns) -> bool:
-    """True when every function is implemented; otherwise print which are missing (guard for experiment cells)."""
-    missing = [_name(fn) for fn in fns if _raises_not_implemented(fn)]
-    if missing:
-        print(f"\u23f3 Skipping this experiment: implement {', '.join(missing)} first, then run this cell again.")
-        return False
-    return True
-
-
-# --------------------------------------------------------------------------- helpers
-def _fmt(shape) -> str:
-    """A shape as (a, b, c)."""
-    return "(" + ", ".join(str(s) for s in shape) + ")"
-
-
-def _expect_tensor(out, what: str, shape=None) -> torch.Tensor:
-    """Fail with a sentence unless ``out`` is a floating tensor of the given shape without NaN."""
-    if not isinstance(out, torch.Tensor):
-        raise CheckFailed(f"{what} should be a torch.Tensor, but it is a {type(out).__name__}.")
-    if shape is not None and tuple(out.shape) != tuple(shape):
-        raise CheckFailed(f"{what} has shape {_fmt(out.shape)} but should have shape {_fmt(shape)}.")
-    return out
-
-
-def _first_bad(mask: torch.Tensor) -> tuple[int, ...]:
-    """Index of the first True entry of a boolean tensor."""
-    return tuple(int(i) for i in mask.nonzero()[0])
-
-
-@functools.lru_cache(maxsize=4)
-def _random_lm(seed: int = 0, vocab: int = 50):
-    """A tiny randomly initialised GPT-2 built in memory (no download, no cache), in eval mode."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(seed)
-    config = GPT2Config(vocab_size=vocab, n_positions=64, n_embd=32, n_layer=2, n_head=2,
-                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,  # deterministic in train mode too
-                        bos_token_id=None, eos_token_id=None, pad_token_id=None)
-    model = GPT2LMHeadModel(config).eval()
-    with torch.no_grad():  # larger output weights make the next-token distributions peaked and beams differ
-        model.lm_head.weight.mul_(8.0)
-    return model
-
-
-def _generate(model, input_ids: torch.Tensor, max_new_tokens: int, num_beams: int = 1) -> torch.Tensor:
-    """transformers' ``generate`` with no end-of-sequence token, so that exactly max_new_tokens are produced."""
-    from transformers import GenerationConfig
-
-    beam_options = dict(length_penalty=0.0, early_stopping=True) if num_beams > 1 else {}
-    config = GenerationConfig(do_sample=False, num_beams=num_beams, max_new_tokens=max_new_tokens,
-                              eos_token_id=None, pad_token_id=0, **beam_options)
-    with torch.no_grad():
-        return model.generate(input_ids, attention_mask=torch.ones_like(input_ids), generation_config=config)
+from ..lm import attention, decoding, logprobs, sft
+from ._core import CheckFailed, _call, _expect_tensor, _first_bad, _fmt, _generate, _random_lm, exercise
 
 
 # --------------------------------------------------------------------------- 1. attention
-@_checker
+@exercise(reference=attention.causal_self_attention)
 def causal_self_attention(fn):
     """Compare with ``torch.nn.functional.scaled_dot_product_attention(..., is_causal=True)``."""
     from torch.nn.functional import scaled_dot_product_attention as sdpa
@@ -207,10 +59,10 @@ def causal_self_attention(fn):
 
 
 # --------------------------------------------------------------------------- 2. positions
-@_checker
+@exercise(reference=attention.sinusoidal_positions)
 def sinusoidal_positions(fn):
     """Compare with the formula P[t, 2i] = sin(t w_i), P[t, 2i+1] = cos(t w_i), w_i = 10000^(-2i/d)."""
-    from .attention import sinusoidal_positions as reference
+    reference = attention.sinusoidal_positions
 
     for seq_len, d_model in [(10, 16), (1, 8), (50, 64), (7, 6)]:
         out = _expect_tensor(_call(fn, seq_len, d_model), f"the encoding for seq_len={seq_len}, d_model={d_model}",
@@ -238,10 +90,10 @@ def _rope_score(fn, q, k, m: int, n: int) -> float:
     return float((qm * kn).sum())
 
 
-@_checker
+@exercise(reference=attention.apply_rope)
 def apply_rope(fn):
     """Check RoPE's relative-position property and compare with the interleaved-pair formula (Su et al., 2021)."""
-    from .attention import apply_rope as reference
+    reference = attention.apply_rope
 
     g = torch.Generator().manual_seed(0)
     d = 16
@@ -289,7 +141,7 @@ def _nll_variants(logits, labels, mask):
     }
 
 
-@_checker
+@exercise(reference=sft.sequence_nll)
 def sequence_nll(fn):
     """Compare with per-token cross_entropy, averaged within each sequence (masked), then over the batch."""
     g = torch.Generator().manual_seed(0)
@@ -335,10 +187,10 @@ def _sft_batch():
     return {"input_ids": ids, "attention_mask": attention, "loss_mask": loss_mask}
 
 
-@_checker
+@exercise(reference=sft.sft_step)
 def sft_step(fn):
     """Compare two training steps with the reference (shifted, masked loss; zero_grad, backward, step)."""
-    from .training import sequence_nll as nll
+    nll = sft.sequence_nll
 
     batch = _sft_batch()
     base = _random_lm(seed=3)
@@ -352,7 +204,7 @@ def sft_step(fn):
         }
     before = [p.detach().clone() for p in model.parameters()]
     for step in range(2):
-        from .training import sft_step as reference
+        reference = sft.sft_step
 
         expected = reference(ref_model, ref_opt, batch)
         got = _call(fn, model, opt, batch)
@@ -407,7 +259,7 @@ def _no_in_place(fn, logits, *args):
     return out
 
 
-@_checker
+@exercise(reference=decoding.temperature_softmax)
 def temperature_softmax(fn):
     """Compare with softmax(TemperatureLogitsWarper(t)(logits)) from transformers."""
     from transformers import TemperatureLogitsWarper
@@ -433,7 +285,7 @@ def temperature_softmax(fn):
     return "matches transformers' TemperatureLogitsWarper + softmax for 5 temperatures, incl. -inf logits and large logits"
 
 
-@_checker
+@exercise(reference=decoding.top_k_filter)
 def top_k_filter(fn):
     """Compare the kept tokens with transformers' TopKLogitsWarper (ties at the k-th value are all kept)."""
     from transformers import TopKLogitsWarper
@@ -463,7 +315,7 @@ def _near_boundary(z: torch.Tensor, p: float) -> bool:
     return bool(((probs.cumsum(-1) - p).abs() < 1e-5).any())
 
 
-@_checker
+@exercise(reference=decoding.top_p_filter)
 def top_p_filter(fn):
     """Compare the kept tokens with transformers' TopPLogitsWarper (min_tokens_to_keep = 1)."""
     from transformers import TopPLogitsWarper
@@ -520,7 +372,7 @@ def _check_generation(out, prompt, expected, what: str) -> torch.Tensor:
     return out
 
 
-@_checker
+@exercise(reference=decoding.greedy_decode)
 def greedy_decode(fn):
     """Compare with ``model.generate(do_sample=False, num_beams=1)`` on a small random GPT-2 (equal-length prompts)."""
     model = _random_lm()
@@ -537,10 +389,10 @@ def greedy_decode(fn):
     return "identical tokens to transformers' generate(do_sample=False) for batch 1 and 3, prompt length 1, 1 to 5 new tokens"
 
 
-@_checker
+@exercise(reference=decoding.beam_search)
 def beam_search(fn):
     """Compare with ``model.generate(num_beams=B, do_sample=False, length_penalty=0, early_stopping=True)``, no EOS."""
-    from .decoding import sequence_log_likelihood
+    sequence_log_likelihood = logprobs.sequence_log_likelihood
 
     model = _random_lm()
     g = torch.Generator().manual_seed(1)
@@ -564,116 +416,3 @@ def beam_search(fn):
         raise CheckFailed(f"for prompt {b} (num_beams={beams}) your sequence differs from generate's beam search; keep exactly "
                           "num_beams candidates per step, ranked by the summed log-probability.")
     return "identical tokens to transformers' beam search (length_penalty=0, no EOS) for 1-4 beams, batch 1 and 2"
-
-
-# --------------------------------------------------------------------------- 5. bandits
-def _share(actions: np.ndarray, arm: int) -> float:
-    """Fraction of runs that chose ``arm``."""
-    return float((np.asarray(actions) == arm).mean())
-
-
-@_checker
-def epsilon_greedy_action(fn):
-    """Statistical checks with fixed seeds: greedy share 1 - eps + eps/k, uniform exploration, random tie-breaking."""
-    runs = 20000
-    rng = np.random.default_rng(0)
-    q = rng.normal(size=(runs, 5))
-    out = _call(fn, q.copy(), 0.1, np.random.default_rng(1))
-    if not isinstance(out, np.ndarray) or out.shape != (runs,):
-        raise CheckFailed(f"it should return a numpy array of {runs} actions (one per run) for estimates of shape {_fmt(q.shape)}, "
-                          f"got {type(out).__name__} of shape {_fmt(getattr(out, 'shape', ()))}.")
-    if not np.issubdtype(out.dtype, np.integer) or out.min() < 0 or out.max() >= 5:
-        raise CheckFailed("actions should be integers between 0 and k - 1.")
-    if not np.array_equal(out, _call(fn, q.copy(), 0.1, np.random.default_rng(1))):
-        raise CheckFailed("two calls with the same seeded rng gave different actions; draw all randomness from the rng argument.")
-    greedy_arm = q.argmax(1)
-    greedy = _call(fn, q.copy(), 0.0, np.random.default_rng(2))
-    if (greedy != greedy_arm).any():
-        raise CheckFailed(f"with epsilon = 0 you chose a non-greedy arm in {(greedy != greedy_arm).mean():.1%} of runs; "
-                          "without exploration always take argmax Q.")
-    tied = np.tile([1.0, 1.0, 0.0, 0.0], (runs, 1))
-    choice = np.asarray(_call(fn, tied, 0.0, np.random.default_rng(3)))
-    if np.isin(choice, [2, 3]).any():
-        raise CheckFailed("with estimates [1, 1, 0, 0] and epsilon = 0 you sometimes chose arm 2 or 3; pick only among the best arms.")
-    if abs(_share(choice, 0) - 0.5) > 0.02:
-        raise CheckFailed(f"with estimates [1, 1, 0, 0] and epsilon = 0 you chose arm 0 in {_share(choice, 0):.0%} of runs instead of "
-                          "about 50%; break ties at random (np.argmax always returns the first best arm).")
-    for eps in (0.2, 1.0):
-        acts = np.asarray(_call(fn, q.copy(), eps, np.random.default_rng(4)))
-        share_greedy = float((acts == greedy_arm).mean())
-        expected = 1 - eps + eps / 5
-        if abs(share_greedy - expected) > 0.015:
-            raise CheckFailed(f"with epsilon = {eps} and 5 arms you chose the greedy arm in {share_greedy:.1%} of runs, expected about "
-                              f"{expected:.0%}: explore with probability epsilon by drawing any of the k arms uniformly.")
-        if eps == 1.0 and np.abs(np.bincount(acts, minlength=5) / runs - 0.2).max() > 0.015:
-            raise CheckFailed("with epsilon = 1 every arm should be chosen about 20% of the time; draw random arms uniformly.")
-    single = np.asarray(_call(fn, np.array([[0.3, -1.0, 2.0]]), 0.0, np.random.default_rng(5)))
-    if single.shape != (1,) or int(single[0]) != 2:
-        raise CheckFailed(f"for a single run with estimates [0.3, -1.0, 2.0] and epsilon = 0 you returned {single.tolist()}, expected [2].")
-    return "greedy share 1 - eps + eps/k, uniform exploration and random tie-breaking over 20000 seeded runs, and a single run"
-
-
-@_checker
-def update_estimate(fn):
-    """Compare with the incremental sample average Q <- Q + (R - Q) / N, run by run."""
-    q0, n0 = np.zeros((2, 4)), np.zeros((2, 4))
-    out = _call(fn, q0.copy(), n0.copy(), np.array([2, 0]), np.array([1.5, -0.3]))
-    if not (isinstance(out, tuple) and len(out) == 2):
-        raise CheckFailed(f"it should return the updated pair (q, n), but it returned {type(out).__name__}.")
-    q1, n1 = (np.asarray(x, dtype=float) for x in out)
-    if q1.shape != (2, 4) or n1.shape != (2, 4):
-        raise CheckFailed(f"q and n should keep their shape (runs, k) = (2, 4); got {_fmt(q1.shape)} and {_fmt(n1.shape)}.")
-    if n1[0, 2] != 1 or n1[1, 0] != 1 or n1.sum() != 2:
-        raise CheckFailed(f"after one pull of arm 2 in run 0 and arm 0 in run 1, n should be 1 for those arms only; got {n1.tolist()}.")
-    if not np.isclose(q1[0, 2], 1.5) or not np.isclose(q1[1, 0], -0.3):
-        raise CheckFailed(f"after the first pull of an arm its estimate should equal the reward (1.5), got {q1[0, 2]:.3f}; "
-                          "increment n before dividing by it.")
-    if np.count_nonzero(q1) != 2:
-        raise CheckFailed("arms that were not pulled changed their estimate; update only Q[run, action].")
-    rng = np.random.default_rng(0)
-    runs, k, steps = 3, 4, 60
-    q, n = np.zeros((runs, k)), np.zeros((runs, k))
-    history = [[[] for _ in range(k)] for _ in range(runs)]
-    for _ in range(steps):
-        action = rng.integers(0, k, size=runs)
-        reward = rng.normal(size=runs)
-        q, n = (np.asarray(x, dtype=float) for x in _call(fn, q, n, action, reward))
-        for r in range(runs):
-            history[r][action[r]].append(reward[r])
-    for r in range(runs):
-        for a in range(k):
-            mean = np.mean(history[r][a]) if history[r][a] else 0.0
-            if not np.isclose(q[r, a], mean, atol=1e-8):
-                raise CheckFailed(f"after {len(history[r][a])} pulls of arm {a} in run {r} your estimate is {q[r, a]:.4f} but the "
-                                  f"average reward is {mean:.4f}; use the step size 1/N(a), not a constant.")
-    return "first pulls, untouched arms and 60 random updates give exactly the sample averages"
-
-
-# --------------------------------------------------------------------------- 6. returns
-@_checker
-def discounted_return(fn):
-    """Compare with G_0 = sum_k gamma^k R_{k+1}, by hand and with rl4lm.mdp.returns_to_go."""
-    from .mdp import returns_to_go
-
-    rng = np.random.default_rng(0)
-    long = rng.normal(size=20)
-    cases = [([1.0, 0.0, 0.0], 0.9), ([0.0, 0.0, 1.0], 0.9), ([1.0, 1.0, 1.0], 0.5), ([5.0], 0.5), ([], 0.9),
-             ([1.0, 2.0, 3.0, 4.0], 1.0), ([1.0, 2.0, 3.0], 0.0), (long, 0.95)]
-    for rewards, gamma in cases:
-        expected = float(returns_to_go(rewards, gamma)[0]) if len(rewards) else 0.0
-        got = _call(fn, list(rewards) if isinstance(rewards, list) else np.array(rewards), gamma)
-        try:
-            got = float(got)
-        except (TypeError, ValueError):
-            raise CheckFailed(f"it should return one number, not a {type(got).__name__}.") from None
-        if math.isclose(got, expected, rel_tol=1e-6, abs_tol=1e-9):
-            continue
-        shown = [round(float(r), 2) for r in rewards][:5]
-        more = ", ..." if len(rewards) > 5 else ""
-        if gamma > 0 and math.isclose(got, gamma * expected, rel_tol=1e-6):
-            raise CheckFailed(f"for rewards {shown}{more} and gamma = {gamma} you return {got:.4f}, gamma times too small: "
-                              "the first reward is not discounted (gamma^0 = 1).")
-        if len(rewards) > 1 and math.isclose(got, float(returns_to_go(list(rewards)[::-1], gamma)[0]), rel_tol=1e-6):
-            raise CheckFailed(f"for rewards {shown}{more} you discount the early rewards most; R_(k+1) gets the factor gamma^k.")
-        raise CheckFailed(f"for rewards {shown}{more} and gamma = {gamma} you return {got:.4f}, expected {expected:.4f}.")
-    return "8 cases incl. an empty episode, gamma = 0 and gamma = 1, lists and numpy arrays"

@@ -2,19 +2,32 @@
 
 Everything is generated from a seeded grammar of short movie reviews whose sentiment is
 known (a score from 1 to 10, like IMDB's stars), so that generation, decoding, sentiment
-rewards and preference pairs all mean something. ``python -m rl4lm.tiny`` builds it all (once; ``--force`` rebuilds):
+rewards and preference pairs all mean something. ``python -m rl4lm.assets.tiny`` builds it all (once; ``--force`` rebuilds):
 a byte-level BPE tokenizer (``tokenizers``), a small GPT-2 (causal LM), a small DistilBERT
 sentiment classifier, and the data sets. Each is saved in Hugging Face format and loaded
 back with the same ``from_pretrained`` / ``load_dataset`` calls as the hub assets.
 """
 from __future__ import annotations
 
+import argparse
+import contextlib
 import hashlib
-import math
 import json
+import math
+import os
 import random
+import shutil
 import time
+import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import ProfileError
+from . import roles
+from .cache import cache_dir, writable_cache_dir
+
+if TYPE_CHECKING:
+    import torch
 
 SEED = 0
 GENRES = ["comedy", "thriller", "drama", "documentary", "musical", "western", "romance", "cartoon"]
@@ -43,6 +56,8 @@ BODY = ["{asp} was {i}{a} .", "i {v} {asp} .", "it is a {a} {n} .", "{asp} felt 
 LM_CONFIG = dict(n_positions=256, n_embd=96, n_layer=2, n_head=4)
 VOCAB_SIZE = 1024
 EOS, PAD = "<|endoftext|>", "<|pad|>"
+MANIFEST = "MANIFEST.json"  # checksums of every file; written last, so its presence means "complete"
+BUILD_THREADS = int(os.environ.get('TINY_THREADS_EXPERIMENT', '2'))  # the build always uses one torch thread: the same weights on every machine
 
 
 def review(rng: random.Random, score: int | None = None) -> dict:
@@ -105,24 +120,69 @@ def version() -> str:
 
 
 def root() -> Path:
-    """Folder holding this version's tiny assets."""
-    from .profiles import cache_dir
-
+    """Folder holding this version's tiny assets (complete once its manifest exists)."""
     return cache_dir() / f"tiny-{version()}"
 
 
-def asset_path(role: str) -> Path:
-    """Folder of a tiny asset, built on first use."""
-    from .profiles import ProfileError
-    from .registry import FULL
+def is_complete(folder: Path) -> bool:
+    """True when a build finished: the manifest is written last, just before the folder gets its final name."""
+    return (folder / MANIFEST).is_file()
 
-    if role not in FULL:
-        raise ProfileError(f"'{role}' is not in the registry; known roles are {', '.join(sorted(FULL))}.")
-    folder = {"instruct_lm": "lm"}.get(role, role)
-    path = root() / folder
-    if not (root() / "COMPLETE").exists():
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(folder: Path, build: dict) -> None:
+    """Record the SHA-256 of every file of a finished build, and how it was built."""
+    files = {str(p.relative_to(folder)): file_digest(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+    (folder / MANIFEST).write_text(json.dumps({"version": version(), "build": build, "files": files}, indent=1))
+
+
+def damaged_file(folder: Path) -> tuple[str, str] | None:
+    """(file, what is wrong) for the first file that is missing or differs from the manifest, else None."""
+    try:
+        files = json.loads((folder / MANIFEST).read_text())["files"]
+    except (OSError, ValueError, KeyError):
+        return MANIFEST, "is unreadable"
+    for name, digest in files.items():
+        path = folder / name
+        if not path.is_file():
+            return name, "is missing"
+        if file_digest(path) != digest:
+            return name, "is damaged (its checksum differs from the build's)"
+    return None
+
+
+_VERIFIED: set[tuple[str, float]] = set()  # (folder, manifest mtime) checked in this process
+
+
+def verify(folder: Path) -> None:
+    """Raise a one-sentence ProfileError naming the damaged file and the rebuild command, once per process."""
+    key = (str(folder), (folder / MANIFEST).stat().st_mtime)
+    if key in _VERIFIED:
+        return
+    problem = damaged_file(folder)
+    if problem is not None:
+        name, what = problem
+        raise ProfileError(f"The tiny asset file {folder / name} {what}; rebuild the tiny assets with "
+                           f"`python -m rl4lm.assets.tiny --force` (or delete {folder}).")
+    _VERIFIED.add(key)
+
+
+def asset_path(name: str) -> Path:
+    """Folder of a role's tiny asset: built on first use, checked against its manifest once per process."""
+    folder = roles.role(name).tiny_folder
+    target = root()
+    if not is_complete(target):
         build_all()
-    return path
+    verify(target)
+    return target / folder
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -163,7 +223,7 @@ def build_tokenizer(texts: list[str], out: Path):
     return fast
 
 
-def _batches(ids: "torch.Tensor", batch: int, generator) -> "torch.Tensor":
+def _batches(ids: torch.Tensor, batch: int, generator) -> torch.Tensor:
     """Yield random rows of a (n, seq) tensor, ``batch`` at a time, forever."""
     import torch
 
@@ -231,33 +291,90 @@ def train_classifier(tokenizer, out: Path, reviews: Path, steps: int = 150, batc
     tokenizer.save_pretrained(out)
 
 
-def build_all(force: bool = False) -> Path:
-    """Build every tiny asset into the cache (once; a file lock guards concurrent builds)."""
+@contextlib.contextmanager
+def build_settings(threads: int = BUILD_THREADS):
+    """Fixed torch threads (float sums depend on the thread count) and quiet libraries for a build."""
     import torch
-    from filelock import FileLock
+    import transformers
 
-    target = root()
-    with FileLock(str(target) + ".lock"):
-        if (target / "COMPLETE").exists() and not force:
-            return target
-        start = time.perf_counter()
+    saved_threads, saved_verbosity = torch.get_num_threads(), transformers.logging.get_verbosity()
+    torch.set_num_threads(threads)
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        torch.set_num_threads(saved_threads)
+        transformers.logging.set_verbosity(saved_verbosity)
+        transformers.logging.enable_progress_bar()
+
+
+def _say(text: str, end: str = "") -> None:
+    """Progress of a build, on one growing line."""
+    print(text, end=end, flush=True)
+
+
+def build_into(folder: Path) -> dict:
+    """Build every tiny asset into ``folder`` (seeded, fixed threads); return facts about the build."""
+    import torch
+
+    start = time.perf_counter()
+    with build_settings():
         torch.manual_seed(SEED)
         rng = random.Random(SEED)
-        texts = build_datasets(target, rng)
-        tokenizer = build_tokenizer(texts, target / "tokenizer")
-        losses = train_lm(texts, tokenizer, target / "lm")
-        train_classifier(tokenizer, target / "sentiment_classifier", target / "reviews")
-        seconds = time.perf_counter() - start
-        (target / "build.json").write_text(json.dumps({"seconds": seconds, "lm_loss_first": losses[0],
-                                                       "lm_loss_last": sum(losses[-50:]) / 50,
-                                                       "torch_threads": torch.get_num_threads()}, indent=1))
-        (target / "COMPLETE").write_text(version())
+        _say("data sets, ")
+        texts = build_datasets(folder, rng)
+        _say("tokenizer, ")
+        tokenizer = build_tokenizer(texts, folder / "tokenizer")
+        _say("language model, ")
+        losses = train_lm(texts, tokenizer, folder / "lm")
+        _say("sentiment classifier")
+        train_classifier(tokenizer, folder / "sentiment_classifier", folder / "reviews")
+    return {"seconds": round(time.perf_counter() - start, 1), "lm_loss_first": losses[0],
+            "lm_loss_last": sum(losses[-50:]) / 50, "torch_threads": BUILD_THREADS, "torch": torch.__version__}
+
+
+def build_all(force: bool = False) -> Path:
+    """Build every tiny asset into the cache, once; ``force`` rebuilds. Returns the folder.
+
+    The build goes into a temporary folder that is renamed into place only when it is complete, so an
+    interrupted build leaves either the previous complete set or nothing. A file lock guards concurrent builds.
+    """
+    from filelock import FileLock
+
+    base = writable_cache_dir()
+    target = root()
+    with FileLock(str(target) + ".lock"):
+        if is_complete(target) and not force:
+            return target
+        for stale in base.glob(f"{target.name}.partial-*"):  # left by an interrupted build
+            shutil.rmtree(stale, ignore_errors=True)
+        partial = base / f"{target.name}.partial-{os.getpid()}"
+        _say(f"Building the tiny profile's models and data sets in {target} (first use on this machine, "
+             f"about a minute on 2 CPU cores): ")
+        write_manifest(partial, build_into(partial))
+        if target.exists():
+            old = base / f"{target.name}.old-{os.getpid()}"
+            target.rename(old)
+            partial.rename(target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            partial.rename(target)
+        _say(f", done in {json.loads((target / MANIFEST).read_text())['build']['seconds']:.0f} s.", end="\n")
     return target
 
 
-if __name__ == "__main__":
-    import sys
-
-    path = build_all(force="--force" in sys.argv)
+def main(argv: list[str] | None = None) -> None:
+    """Command line: build the tiny assets (``--force`` rebuilds) and print where they are."""
+    parser = argparse.ArgumentParser(description="Build the tiny profile's models and data sets (once).")
+    parser.add_argument("--force", action="store_true", help="rebuild even if a complete build exists")
+    args = parser.parse_args(argv)
+    path = build_all(force=args.force)
     print(f"tiny assets: {path}")
-    print((path / "build.json").read_text())
+    print(json.dumps(json.loads((path / MANIFEST).read_text())["build"], indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -9,14 +9,13 @@ with the repository URL from ``_config.yml``.
 
 Command line::
 
-    python -m rl4lm.assignments generate   # rewrite homework/*.ipynb from the sources
-    python -m rl4lm.assignments check      # exit 1 if a committed student notebook drifted
+    python -m rl4lm_book.assignments generate   # rewrite homework/*.ipynb from the sources
+    python -m rl4lm_book.assignments check      # exit 1 if a committed student notebook drifted
 """
 from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import re
 import sys
 from pathlib import Path
@@ -166,9 +165,12 @@ def without_widgets(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 def content_hash(source: Path) -> str:
     """Hash of a source and of the rl4lm package: the cache key of an executed solution."""
+    import rl4lm
+
     digest = hashlib.sha256(source.read_bytes())
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(path.read_bytes())
+    package = Path(rl4lm.__file__).parent
+    for path in sorted(package.rglob("*.py")):
+        digest.update(str(path.relative_to(package)).encode() + path.read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -182,9 +184,9 @@ def main(argv: list[str]) -> int:
     if command == "check":
         stale = drifted()
         for path in stale:
-            print(f"{path.relative_to(ROOT)} is out of date: run `python -m rl4lm.assignments generate`")
+            print(f"{path.relative_to(ROOT)} is out of date: run `python -m rl4lm_book.assignments generate`")
         return 1 if stale else 0
-    print("usage: python -m rl4lm.assignments [generate|check]")
+    print("usage: python -m rl4lm_book.assignments [generate|check]")
     return 2
 
 

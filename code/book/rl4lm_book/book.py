@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]  # the repository (rl4lm is installed editable from code/)
+ROOT = Path(__file__).resolve().parents[3]  # the repository (this package is installed editable from code/book)
 
 
 def _yaml(path: Path):

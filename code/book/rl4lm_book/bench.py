@@ -1,6 +1,6 @@
 """``make bench``: execution time of every notebook of the book (median of runs) and of the tiny-asset build.
 
-Timings are reported, never asserted. Usage: ``python -m rl4lm.bench [--repeat N] [--skip-tiny] [PAGE ...]``.
+Timings are reported, never asserted. Usage: ``python -m rl4lm_book.bench [--repeat N] [--skip-tiny] [PAGE ...]``.
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def time_notebook(path: Path) -> float:
 
 def time_tiny_build() -> float:
     """Seconds to build every tiny asset from scratch, in a temporary cache folder."""
-    from . import tiny
+    from rl4lm.assets import tiny
 
     old = os.environ.get("RL4LM_CACHE")
     with tempfile.TemporaryDirectory() as folder:

@@ -104,35 +104,11 @@ def beam_search(model, input_ids: torch.Tensor, num_beams: int, max_new_tokens: 
     return beams.view(batch, num_beams, -1)[torch.arange(batch, device=beams.device), best]
 
 
-@torch.no_grad()
-def token_log_probs(model, ids: torch.Tensor) -> torch.Tensor:
-    """log P(w_t | w_<t) of every token after the first, the chain rule's factors; (batch, seq - 1). Surprisal is minus this."""
-    logprobs = torch.log_softmax(model(input_ids=ids).logits[:, :-1].float(), dim=-1)  # (batch, seq - 1, vocab)
-    return logprobs.gather(-1, ids[:, 1:, None]).squeeze(-1)
-
-
-@torch.no_grad()
-def sequence_log_likelihood(model, ids: torch.Tensor, prompt_len: int) -> torch.Tensor:
-    """Sum of log P(w_t | w_<t) over the generated tokens t >= prompt_len, per sequence (batch,)."""
-    return token_log_probs(model, ids)[:, prompt_len - 1:].sum(dim=-1)
-
-
 def cut_at_eos(token_lists: list[list[int]], eos_token_id: int | None) -> list[list[int]]:
     """Each generation up to and including its first end-of-sequence token (all of it if there is none)."""
     if eos_token_id is None:
         return [list(toks) for toks in token_lists]
     return [list(toks[: toks.index(eos_token_id) + 1]) if eos_token_id in toks else list(toks) for toks in token_lists]
-
-
-@torch.no_grad()
-def mean_token_log_likelihood(model, ids: torch.Tensor, prompt_len: int, eos_token_id: int | None = None) -> torch.Tensor:
-    """Average log P(w_t | w_<t) over the generated tokens up to the first end-of-sequence token, per sequence (batch,)."""
-    token_lp = token_log_probs(model, ids)[:, prompt_len - 1:]  # (batch, new)
-    new = ids[:, prompt_len:]
-    counted = torch.ones_like(new, dtype=torch.bool)
-    if eos_token_id is not None:  # count tokens up to and including the first EOS
-        counted = (new == eos_token_id).long().cumsum(-1).sub((new == eos_token_id).long()) == 0
-    return (token_lp * counted).sum(-1) / counted.sum(-1)
 
 
 def distinct_n(token_lists: list[list[int]], n: int) -> float:

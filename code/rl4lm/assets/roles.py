@@ -1,0 +1,89 @@
+"""Every model and data set of the course, by role: one table for both profiles.
+
+A notebook never names a hub repository or a folder itself: it asks :mod:`rl4lm.profiles` for a
+role (``"lm"``, ``"sentiment_classifier"``, ``"reviews"`` ...). Each :class:`Role` says what the
+role is for, which pinned hub asset the ``full`` profile loads, which folder of the tiny build the
+``tiny`` profile loads, and (for models) which transformers head loads it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import ProfileError
+
+CAUSAL_LM = "causal_lm"  # AutoModelForCausalLM
+SEQUENCE_CLASSIFIER = "sequence_classifier"  # AutoModelForSequenceClassification
+POSITIVE_LABEL = 1  # index of the positive class in every sentiment classifier below
+
+
+@dataclass(frozen=True)
+class Role:
+    """One role: its purpose, its ``full`` hub asset and its ``tiny`` folder."""
+
+    name: str
+    kind: str  # "model" or "dataset"
+    purpose: str  # one line: what the course uses it for
+    hub_repo: str  # full profile: repository on the Hugging Face hub
+    hub_note: str  # full profile: what that asset is
+    tiny_folder: str  # tiny profile: folder inside the tiny build
+    tiny_note: str  # tiny profile: what the project builds for it
+    head: str | None = None  # models: CAUSAL_LM or SEQUENCE_CLASSIFIER
+    revision: str = "main"  # full profile: a commit of the hub repository where one could be verified
+    config: str | None = None  # data sets: the hub configuration name, if any
+    splits: dict[str, str] = field(default_factory=dict)  # data sets: course split name -> hub split name
+
+    @property
+    def is_model(self) -> bool:
+        """True for a model role, False for a data set."""
+        return self.kind == "model"
+
+
+ROLES: dict[str, Role] = {role.name: role for role in [
+    Role("lm", "model", "the base language model that pages decode from and homework fine-tunes",
+         "openai-community/gpt2", "GPT-2 small, 124M parameters (Radford et al., 2019)",
+         "lm", "a 0.3M-parameter, 2-layer GPT-2 trained on the project's synthetic movie reviews", head=CAUSAL_LM),
+    Role("instruct_lm", "model", "an instruction-tuned model to compare with the base model",
+         "Qwen/Qwen2.5-0.5B-Instruct", "a small modern instruction-tuned LM",
+         "lm", "the tiny GPT-2 (the tiny profile has no separate instruction-tuned model)", head=CAUSAL_LM),
+    Role("sentiment_classifier", "model", "the reward signal: P(positive) of a text",
+         "lvwerra/distilbert-imdb", "DistilBERT fine-tuned on IMDB; label 1 is positive",
+         "sentiment_classifier", "a 2-layer DistilBERT classifier trained on the synthetic reviews; label 1 is positive",
+         head=SEQUENCE_CLASSIFIER),
+    Role("reviews", "dataset", "movie reviews with a sentiment label (prompts, classifier data)",
+         "stanfordnlp/imdb", "50k IMDB movie reviews (Maas et al., 2011)",
+         "reviews", "synthetic movie reviews with a known sentiment", config="plain_text"),
+    Role("preferences", "dataset", "(prompt, chosen, rejected) pairs for reward models and DPO",
+         "trl-lib/ultrafeedback_binarized", "chosen/rejected conversations (UltraFeedback)",
+         "preferences", "synthetic (prompt, chosen, rejected) triples: the more positive continuation is chosen"),
+    Role("qa", "dataset", "question answering for supervised fine-tuning",
+         "rajpurkar/squad", "SQuAD v1.1 question answering",
+         "qa", "synthetic (review, question, answer) triples about the reviews", config="plain_text",
+         splits={"test": "validation"}),
+]}
+
+MODEL_ROLES = tuple(name for name, role in ROLES.items() if role.is_model)
+DATASET_ROLES = tuple(name for name, role in ROLES.items() if not role.is_model)
+
+
+def role(name: str) -> Role:
+    """Return the role called ``name`` or raise a one-sentence error listing the known roles."""
+    if name not in ROLES:
+        raise ProfileError(f"'{name}' is not a role of the course; known roles are {', '.join(sorted(ROLES))} "
+                           "(see rl4lm/assets/roles.py).")
+    return ROLES[name]
+
+
+def model_role(name: str) -> Role:
+    """The role ``name``, which must be a model; a data set gets a one-sentence pointer to ``load_dataset``."""
+    found = role(name)
+    if not found.is_model:
+        raise ProfileError(f"'{name}' is a data set, not a model; load it with rl4lm.profiles.load_dataset('{name}').")
+    return found
+
+
+def dataset_role(name: str) -> Role:
+    """The role ``name``, which must be a data set; a model gets a one-sentence pointer to ``load_model``."""
+    found = role(name)
+    if found.is_model:
+        raise ProfileError(f"'{name}' is a model, not a data set; load it with rl4lm.profiles.load_model('{name}').")
+    return found

@@ -1,0 +1,20 @@
+"""Exercise checkers: ``rl4lm.checks.<exercise>(your_function)`` for every homework exercise.
+
+Each checker compares the student's function with the field's reference (torch, transformers,
+gymnasium) or with a property, on several seeds and edge cases (length 1, batch 1, padding, ties).
+On success it prints one line and returns True. On failure it raises :class:`CheckFailed` whose
+message is one sentence saying what is wrong and what to try; IPython shows only that sentence.
+An exercise that still raises ``NotImplementedError`` prints "<name>: not implemented yet" and
+returns False, so that a notebook runs top to bottom before it is filled in.
+
+Checkers live by topic (:mod:`.lm`, :mod:`.rl`); ``EXERCISES`` is the one registry of them (name,
+topic, checker, the course's reference), from which the tests take the list of checkers.
+"""
+from __future__ import annotations
+
+from . import lm, rl  # noqa: F401  (importing registers every checker)
+from ._core import EXERCISES, CheckFailed, Exercise, implemented
+
+globals().update({name: ex.check for name, ex in EXERCISES.items()})
+
+__all__ = ["CheckFailed", "EXERCISES", "Exercise", "implemented", *EXERCISES]

@@ -7,15 +7,9 @@ import sys
 
 import pytest
 
+from helpers import one_sentence
 from rl4lm import profiles
 from rl4lm.assets import hub, roles
-
-
-def one_sentence(error: Exception) -> str:
-    """The error's text, checked to be a single line."""
-    text = str(error)
-    assert "\n" not in text, f"error is not one sentence: {text!r}"
-    return text
 
 
 def test_unknown_profile_is_named_with_the_fix(monkeypatch):
@@ -97,17 +91,17 @@ def test_every_model_role_resolves_in_both_profiles(monkeypatch):
 
 def test_unreachable_hub_switches_data_sets_to_offline_mode_for_the_call(monkeypatch, tmp_path):
     import datasets
-    import huggingface_hub.constants as hub
+    import huggingface_hub.constants as constants
 
     monkeypatch.setenv("RL4LM_PROFILE", "full")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setattr(hub, "hub_reachable", lambda: False)  # no connection is attempted
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     seen = []
 
     def hub_refuses(*args, **kwargs):
-        seen.append((datasets.config.HF_HUB_OFFLINE, hub.HF_HUB_OFFLINE))
+        seen.append((datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE))
         raise ConnectionError("Couldn't reach the Hub (OfflineModeIsEnabled)")
 
     monkeypatch.setattr(datasets, "load_dataset", hub_refuses)
@@ -115,4 +109,56 @@ def test_unreachable_hub_switches_data_sets_to_offline_mode_for_the_call(monkeyp
         profiles.load_dataset("reviews", split="test")
     assert "RL4LM_PROFILE=tiny" in one_sentence(info.value)
     assert seen == [(True, True)], "the call must run in offline mode (no minutes of retries)"
-    assert (datasets.config.HF_HUB_OFFLINE, hub.HF_HUB_OFFLINE) == (False, False), "offline mode is restored after"
+    assert (datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE) == (False, False), "offline mode is restored after"
+
+
+@pytest.mark.parametrize("role", ["reviews", "qa"])
+def test_data_set_role_asked_as_model_is_explained(role):
+    for load in (profiles.load_model, profiles.load_tokenizer):
+        with pytest.raises(profiles.ProfileError) as info:
+            load(role)
+        text = one_sentence(info.value)
+        assert "is a data set" in text and f"load_dataset('{role}')" in text
+
+
+@pytest.fixture
+def listening_port():
+    """A TCP port on loopback with a listening socket (closed after the test)."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    yield server.getsockname()[1]
+    server.close()
+
+
+def free_port() -> int:
+    """A loopback port that nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_hub_probe_uses_hf_endpoint(monkeypatch, listening_port):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{listening_port}")
+    assert hub.endpoint_address() == ("127.0.0.1", listening_port)
+    assert hub.hub_reachable(timeout=1.0)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert not hub.hub_reachable(), "offline mode means no connection, whatever the endpoint"
+
+
+def test_failed_hub_probe_is_tried_again(monkeypatch):
+    import socket
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    port = free_port()
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    assert not hub.hub_reachable(timeout=1.0)
+    with socket.socket() as server:  # the connection comes back
+        server.bind(("127.0.0.1", port))
+        server.listen()
+        assert hub.hub_reachable(timeout=1.0), "a failed probe must not be remembered"

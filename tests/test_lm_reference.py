@@ -1,9 +1,8 @@
-"""The rl4lm reference implementations agree with the field's libraries (torch, transformers, gymnasium)."""
+"""The language-model reference code agrees with torch and transformers (attention, decoding, log-probs, SFT)."""
 from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 from transformers import (
@@ -16,7 +15,6 @@ from transformers import (
 )
 
 from rl4lm.lm import attention, decoding, logprobs, sft
-from rl4lm.rl import bandits, mdp
 
 
 @pytest.fixture(scope="module")
@@ -138,44 +136,6 @@ def test_beam_search_matches_generate(model, batch, length, beams, new):
                                logprobs.sequence_log_likelihood(model, theirs, length))
 
 
-def test_bandit_reproduces_epsilon_greedy_ordering():
-    """Sutton & Barto (2018), Fig. 2.2: after 1000 steps eps=0.1 beats eps=0.01, which beats greedy."""
-    results = {eps: bandits.run_testbed(eps, runs=2000, steps=1000, seed=0) for eps in (0.0, 0.01, 0.1)}
-    reward = {eps: r[-100:].mean() for eps, (r, _) in results.items()}
-    optimal = {eps: o[-100:].mean() for eps, (_, o) in results.items()}
-    assert reward[0.1] > reward[0.01] > reward[0.0]
-    assert optimal[0.1] > optimal[0.01] > optimal[0.0]
-    assert 1.25 < reward[0.1] < 1.5 and 0.75 < optimal[0.1] < 0.9  # the book's curves end near 1.4 and 80 %
-    assert 0.9 < reward[0.0] < 1.15 and 0.3 < optimal[0.0] < 0.42  # greedy plateaus near 1.0 and a third
-    assert abs(results[0.0][0][0]) < 0.1  # the first pull is a random arm: about nothing on average
-
-
-def test_argmax_tiebreak_is_uniform():
-    counts = np.bincount(bandits.argmax_random_tiebreak(np.zeros((30000, 3)), np.random.default_rng(0)), minlength=3)
-    assert np.abs(counts / 30000 - 1 / 3).max() < 0.01
-
-
-def test_discounted_return_by_hand():
-    assert mdp.discounted_return([1, 2, 3], 0.5) == 1 + 0.5 * 2 + 0.25 * 3
-    assert mdp.discounted_return([], 0.9) == 0.0
-    assert mdp.discounted_return([0, 0, 1], 0.9) == pytest.approx(0.81)
-    rewards = np.random.default_rng(0).normal(size=30)
-    togo = mdp.returns_to_go(rewards, 0.97)
-    assert togo[0] == pytest.approx(mdp.discounted_return(rewards, 0.97))
-    assert togo[5] == pytest.approx(mdp.discounted_return(rewards[5:], 0.97))
-    np.testing.assert_allclose(togo[:-1], rewards[:-1] + 0.97 * togo[1:])
-
-
-def test_monte_carlo_agrees_with_policy_evaluation():
-    import gymnasium as gym
-
-    env = gym.make("FrozenLake-v1")
-    n_states, n_actions = env.observation_space.n, env.action_space.n
-    exact = mdp.policy_evaluation(env.unwrapped.P, np.full((n_states, n_actions), 1 / n_actions), 0.95)[0]
-    returns = mdp.monte_carlo_returns(env, lambda s: env.action_space.sample(), 0.95, episodes=4000, seed=0)
-    assert abs(returns.mean() - exact) < 4 * returns.std() / math.sqrt(len(returns))
-
-
 def test_token_log_probs_match_the_models_own_loss():
     """Mean of -log P(w_t | w_<t) over a sequence equals transformers' causal-LM loss with labels = inputs."""
     from transformers import GPT2Config, GPT2LMHeadModel
@@ -189,3 +149,96 @@ def test_token_log_probs_match_the_models_own_loss():
         loss = model(input_ids=ids, labels=ids).loss
     torch.testing.assert_close(-token_lp.mean(), loss)
     torch.testing.assert_close(logprobs.sequence_log_likelihood(model, ids, 4), token_lp[:, 3:].sum(-1))
+
+
+# --------------------------------------------------------------------------- helpers of the pages and the homework
+def test_sample_with_one_hot_probabilities_is_greedy(model):
+    ids = torch.randint(0, 40, (3, 4), generator=torch.Generator().manual_seed(0))
+    one_hot = lambda logits: torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).float()
+    assert torch.equal(decoding.sample_with(model, ids, 5, one_hot), decoding.greedy_decode(model, ids, 5))
+
+
+def test_sample_with_draws_from_the_given_distribution_reproducibly(model):
+    ids = torch.zeros(2000, 1, dtype=torch.long)
+    only_7_or_9 = lambda logits: torch.zeros_like(logits).index_fill_(-1, torch.tensor([7, 9]), 0.5)
+    out = decoding.sample_with(model, ids, 1, only_7_or_9, generator=torch.Generator().manual_seed(0))
+    assert set(out[:, 1].tolist()) == {7, 9} and abs((out[:, 1] == 7).float().mean().item() - 0.5) < 0.05
+    again = decoding.sample_with(model, ids, 1, only_7_or_9, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
+
+
+def test_cut_at_eos_keeps_the_first_eos_and_copies():
+    lists = [[1, 2, 9, 3, 9], [4, 5], []]
+    assert decoding.cut_at_eos(lists, 9) == [[1, 2, 9], [4, 5], []]
+    copied = decoding.cut_at_eos(lists, None)
+    assert copied == lists and copied[0] is not lists[0]
+
+
+def test_distinct_n_and_repetition_rate_by_hand():
+    assert decoding.distinct_n([[1, 2, 1, 2]], 2) == pytest.approx(2 / 3)  # (1,2) (2,1) (1,2): 2 unique of 3
+    assert decoding.distinct_n([[1, 2], [1, 2]], 2) == 0.5  # the same bigram in two generations
+    assert decoding.distinct_n([[1]], 2) == 0.0 and decoding.distinct_n([], 1) == 0.0
+    assert decoding.repetition_rate([[1, 2, 1, 2]], 2) == pytest.approx(1 / 3)  # one bigram repeats within the text
+    assert decoding.repetition_rate([[1, 2], [1, 2]], 2) == 0.0  # repeats across generations do not count
+    assert decoding.repetition_rate([[3, 3, 3, 3]], 1) == pytest.approx(3 / 4)
+
+
+def test_mean_token_log_likelihood_counts_up_to_the_first_eos(model):
+    ids = torch.tensor([[5, 6, 1, 9, 2, 9], [5, 6, 3, 4, 8, 2]])  # prompt of 2 tokens; eos = 9 in row 0 only
+    token_lp = logprobs.token_log_probs(model, ids)[:, 1:]  # log P of the 4 new tokens of each row
+    got = logprobs.mean_token_log_likelihood(model, ids, prompt_len=2, eos_token_id=9)
+    torch.testing.assert_close(got[0], token_lp[0, :2].mean())  # tokens 1 and the eos 9; the rest is ignored
+    torch.testing.assert_close(got[1], token_lp[1].mean())
+    no_eos = logprobs.mean_token_log_likelihood(model, ids, prompt_len=2)
+    torch.testing.assert_close(no_eos, logprobs.sequence_log_likelihood(model, ids, 2) / 4)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    """A byte-level BPE tokenizer trained in a second on a few tiny reviews (the tiny build's own recipe)."""
+    import random
+
+    from rl4lm.assets import tiny
+
+    texts = [tiny.review(random.Random(i))["text"] for i in range(200)] + ["question : answer : yes no comedy"] * 5
+    return tiny.build_tokenizer(texts, tmp_path_factory.mktemp("tokenizer"))
+
+
+def test_qa_batch_masks_the_answer_and_pads_right(tokenizer):
+    rows = [{"context": "this comedy was fun .", "question": "did the reviewer like the film ?", "answer": "yes"},
+            {"context": "a long " * 40 + "review .", "question": "what kind of film is it ?", "answer": "comedy"}]
+    batch = sft.qa_batch(tokenizer, rows, max_length=24)
+    ids, attention_mask, loss_mask = batch["input_ids"], batch["attention_mask"], batch["loss_mask"]
+    assert ids.shape == attention_mask.shape == loss_mask.shape and ids.shape[1] <= 24
+    for row, answer in zip(range(2), [" yes", " comedy"]):
+        length = int(attention_mask[row].sum())
+        assert attention_mask[row, :length].all() and not attention_mask[row, length:].any()  # right padding
+        answer_ids = tokenizer(answer)["input_ids"] + [tokenizer.eos_token_id]
+        assert ids[row, length - len(answer_ids):length].tolist() == answer_ids  # answer and eos close the sequence
+        assert loss_mask[row].tolist() == [0] * (length - len(answer_ids)) + [1] * len(answer_ids) + [0] * (ids.shape[1] - length)
+    assert int(attention_mask[1].sum()) == 24  # the long review was cut from the left to fit
+
+
+class _AnswersYes(torch.nn.Module):
+    """A stand-in LM whose greedy answer is always ' yes' (and whose prompts must arrive left-padded)."""
+
+    def __init__(self, tokenizer):
+        super().__init__()
+        self.answer = tokenizer(" yes")["input_ids"] + [tokenizer.eos_token_id]
+        self.pad = tokenizer.pad_token_id
+        self.device = torch.device("cpu")
+
+    def generate(self, input_ids, attention_mask, max_new_tokens, **kwargs):
+        """Prompt followed by ' yes' and end-of-text, cut to max_new_tokens."""
+        assert (attention_mask[:, -1] == 1).all(), "prompts must be left-padded"
+        new = torch.tensor(self.answer[:max_new_tokens]).expand(len(input_ids), -1)
+        return torch.cat([input_ids, new], dim=1)
+
+
+def test_answer_accuracy_compares_normalised_answers(tokenizer):
+    rows = [{"context": "fun .", "question": "did the reviewer like the film ?", "answer": "Yes"},
+            {"context": "dull .", "question": "did the reviewer like the film ?", "answer": "no"},
+            {"context": "it is set in paris .", "question": "where ?", "answers": {"text": ["no idea", "yes!"], "answer_start": [0, 0]}}]
+    accuracy, predictions = sft.answer_accuracy(_AnswersYes(tokenizer), tokenizer, rows, batch_size=2)
+    assert predictions == [" yes"] * 3
+    assert accuracy == pytest.approx(2 / 3)  # 'Yes' and 'yes!' match after normalisation; 'no' does not

@@ -1,0 +1,52 @@
+"""Helpers shared by the tests (imported as a module, never from conftest)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from rl4lm import checks
+from rl4lm_book.book import ROOT, toc_documents
+
+__all__ = ["ROOT", "toc_documents", "one_sentence", "rejects", "small_gpt2", "run_script"]
+
+
+def one_sentence(error: Exception) -> str:
+    """The error's text, checked to be a single line."""
+    text = str(error)
+    assert "\n" not in text, f"error is not one sentence: {text!r}"
+    return text
+
+
+def rejects(checker, fn, *fragments: str) -> str:
+    """Run a checker that must fail; return its message after checking it names the problem."""
+    with pytest.raises(checks.CheckFailed) as failure:
+        checker(fn)
+    message = str(failure.value)
+    for fragment in fragments:
+        assert fragment in message, message
+    assert "\n" not in message and "Traceback" not in message
+    assert failure.value._render_traceback_() == [f"\u274c CheckFailed: {message}"]
+    return message
+
+
+def small_gpt2(vocab: int = 40, seed: int = 0, n_embd: int = 32, n_layer: int = 2):
+    """A small random GPT-2 in eval mode, built in memory (no download)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    config = GPT2Config(vocab_size=vocab, n_positions=64, n_embd=n_embd, n_layer=n_layer, n_head=2,
+                        bos_token_id=None, eos_token_id=None, pad_token_id=None)
+    return GPT2LMHeadModel(config).eval()
+
+
+def run_script(path, *args: str, timeout: int = 300, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a Python script of the repository in the tiny profile; fail with its stderr if ``check`` and it fails."""
+    env = dict(os.environ, RL4LM_PROFILE="tiny")
+    out = subprocess.run([sys.executable, str(ROOT / path), *args], env=env, capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert out.returncode == 0, out.stderr[-2000:]
+    return out

@@ -89,3 +89,14 @@ def test_role_table_is_the_only_place_that_names_hub_assets():
     for role in roles.ROLES.values():
         assert role.kind in {"model", "dataset"} and role.purpose and role.tiny_folder
         assert (role.head in {roles.CAUSAL_LM, roles.SEQUENCE_CLASSIFIER}) == role.is_model, role.name
+
+
+def test_notation_page_names_only_code_that_exists():
+    import importlib
+
+    text = (ROOT / "notation.md").read_text()
+    names = set(re.findall(r"`(rl4lm(?:\.\w+)+)`", text))
+    assert len(names) >= 5, names
+    for name in sorted(names):
+        module, _, attribute = name.rpartition(".")
+        assert hasattr(importlib.import_module(module), attribute), f"notation.md names {name}, which does not exist"

@@ -95,7 +95,7 @@ def update_estimate(fn):
 # --------------------------------------------------------------------------- 6. returns
 @exercise(reference=mdp.discounted_return)
 def discounted_return(fn):
-    """Compare with G_0 = sum_k gamma^k R_{k+1}, by hand and with rl4lm.mdp.returns_to_go."""
+    """Compare with G_0 = sum_k gamma^k R_{k+1}, by hand and with rl4lm.rl.mdp.returns_to_go."""
     returns_to_go = mdp.returns_to_go
 
     rng = np.random.default_rng(0)

@@ -100,3 +100,28 @@ def test_notation_page_names_only_code_that_exists():
     for name in sorted(names):
         module, _, attribute = name.rpartition(".")
         assert hasattr(importlib.import_module(module), attribute), f"notation.md names {name}, which does not exist"
+
+
+def package_function_names() -> set[str]:
+    """Names of the functions that rl4lm defines (public ones, in every module)."""
+    names = set()
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
+                names.add(node.name)
+    return names
+
+
+def test_pages_and_scripts_import_helpers_instead_of_copying_them():
+    """A page or script that defines a function rl4lm already has carries a copy (homework may restate for teaching)."""
+    from rl4lm_book.bench import executable_pages
+
+    package = package_function_names()
+    copies = []
+    sources = [p for p in executable_pages() if "solutions" not in p.parts]
+    sources += sorted((ROOT / "code" / "lectures").glob("*.py")) + sorted((ROOT / "code" / "labs").glob("*.py"))
+    for path in sources:
+        for name in re.findall(r"^\s*def (\w+)\(", path.read_text(), flags=re.M):
+            if name in package and name != "main":
+                copies.append(f"{path.relative_to(ROOT)} defines {name}")
+    assert not copies, "import these from rl4lm instead:\n" + "\n".join(copies)

@@ -1,11 +1,6 @@
-"""The machinery every checker shares: the decorator, one-sentence failures, the exercise registry, helpers.
+"""The machinery every checker shares: the ``exercise`` decorator and registry, one-sentence failures, helpers.
 
-Each checker compares the student's function with the field's reference (torch, transformers,
-gymnasium) or with a property, on several seeds and edge cases (length 1, batch 1, padding, ties).
-On success it prints one line and returns True. On failure it raises :class:`CheckFailed` whose
-message is one sentence saying what is wrong and what to try; IPython shows only that sentence.
-An exercise that still raises ``NotImplementedError`` prints "<name>: not implemented yet" and
-returns False, so that a notebook runs top to bottom before it is filled in.
+What a checker promises a student is described in :mod:`rl4lm.checks`.
 """
 from __future__ import annotations
 

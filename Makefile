@@ -27,8 +27,7 @@ tiny: $(STAMP)
 
 ## book: install, build the tiny assets, build the site (executing every page), print where it is
 book: tiny
-	$(BIN)/jupyter-book build . -W -n --keep-going
-	@echo "The book is at file://$(CURDIR)/_build/html/index.html"
+	$(BIN)/python -m rl4lm_book.build .
 
 ## lint: ruff over the package, the book tooling, scripts and tests (configured in pyproject.toml)
 lint: $(STAMP)

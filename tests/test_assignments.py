@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import ast
+import re
 
 import nbformat
 import pytest
 
 from rl4lm_book import assignments
+from rl4lm_book.book import ROOT, BookError, release_tag
 
 SOURCES = assignments.sources()
 
@@ -89,3 +91,127 @@ def test_unfilled_student_notebook_runs_top_to_bottom(source):
     stubs = sum("NotImplementedError" in c.source for c in executed.cells if c.cell_type == "code")
     assert printed.count("not implemented yet") >= stubs, printed[-2000:]
     assert "Traceback" not in printed
+
+
+# --- malformed sources are refused in one sentence (nbgrader would leave the solution in the student notebook) ---
+
+SOURCE = """\
+---
+jupytext:
+  text_representation: {extension: .md, format_name: myst}
+kernelspec: {name: python3, display_name: Python 3, language: python}
+---
+# Homework
+
+```{code-cell} ipython3
+:tags: [colab-setup]
+print("set up")
+```
+
+```{code-cell} ipython3
+def square(x):
+    ### BEGIN SOLUTION
+    return x * x
+    ### END SOLUTION
+```
+"""
+BEGIN_LINE = SOURCE.splitlines().index("    ### BEGIN SOLUTION") + 1
+END_LINE = BEGIN_LINE + 2
+
+
+def homework_book(folder, source_text=SOURCE):
+    """A minimal book folder with one homework source; returns the source path."""
+    (folder / "_config.yml").write_text("repository:\n  url: https://github.com/example/throwaway\n")
+    source = folder / "homework" / "solutions" / "hw.md"
+    source.parent.mkdir(parents=True)
+    source.write_text(source_text)
+    return source
+
+
+MALFORMED = {
+    "wrong case": ("### BEGIN SOLUTION", "### Begin Solution", BEGIN_LINE, "'### Begin Solution' is not a solution marker"),
+    "two hashes": ("### BEGIN SOLUTION", "## BEGIN SOLUTION", BEGIN_LINE, "'## BEGIN SOLUTION' is not a solution marker"),
+    "text after the marker": ("### END SOLUTION", "### END SOLUTION here", END_LINE, "'### END SOLUTION here' is not a solution marker"),
+    "END before BEGIN": ("    ### BEGIN SOLUTION\n    return x * x\n    ### END SOLUTION",
+                         "    ### END SOLUTION\n    return x * x\n    ### BEGIN SOLUTION", BEGIN_LINE,
+                         "'### END SOLUTION' comes without a '### BEGIN SOLUTION' before it"),
+    "BEGIN without END": ("    ### END SOLUTION\n", "", BEGIN_LINE, "'### BEGIN SOLUTION' has no '### END SOLUTION' after it"),
+    "nested BEGIN": ("    return x * x\n", "    ### BEGIN SOLUTION\n    return x * x\n    ### END SOLUTION\n", BEGIN_LINE + 1,
+                     "regions cannot be nested"),
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED, ids=str)
+def test_malformed_solution_markers_are_refused_in_one_sentence_naming_file_line_and_cell(tmp_path, case):
+    old, new, line, problem = MALFORMED[case]
+    source = homework_book(tmp_path, SOURCE.replace(old, new, 1))
+    with pytest.raises(assignments.HomeworkError) as caught:
+        assignments.generated_student_text(source)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"{source}, line {line}, cell 2 (square): "), message
+    assert problem in message
+    assert caught.value._render_traceback_() == [f"HomeworkError: {message}"]
+
+
+def test_the_command_line_refuses_a_malformed_source_with_one_line_and_writes_nothing(tmp_path):
+    import subprocess
+    import sys
+
+    source = homework_book(tmp_path, SOURCE.replace("### BEGIN SOLUTION", "### Begin Solution"))
+    for command in ("generate", "check"):
+        result = subprocess.run([sys.executable, "-m", "rl4lm_book.assignments", command, str(tmp_path)], capture_output=True, text=True)
+        assert result.returncode == 1, result
+        assert result.stdout == "" and result.stderr.count("\n") == 1, result.stderr
+        assert result.stderr.startswith(f"HomeworkError: {source}, line {BEGIN_LINE}, cell 2 (square): '### Begin Solution'")
+    assert not assignments.student_path(source).exists()
+
+
+@pytest.mark.parametrize("case", ["unreadable", "no set-up cell"])
+def test_an_unreadable_source_or_one_without_the_setup_cell_is_one_sentence_naming_the_file(tmp_path, case):
+    text = SOURCE.replace(":tags: [colab-setup]", ":tags: [colab-setup" if case == "unreadable" else ":tags: [other]")
+    source = homework_book(tmp_path, text)
+    with pytest.raises(assignments.HomeworkError) as caught:
+        assignments.generated_student_text(source)
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith(f"{source}: ")
+    assert ("jupytext cannot read it" if case == "unreadable" else "no code cell is tagged 'colab-setup'") in message
+
+
+def test_solution_regions_are_counted_against_the_stubs_of_the_student_notebook(tmp_path, monkeypatch):
+    """If the clearing ever leaves a region in place (e.g. nbgrader's delimiters change), the student notebook is refused."""
+    from nbgrader.preprocessors import ClearSolutions
+
+    source = homework_book(tmp_path)
+    monkeypatch.setattr(ClearSolutions, "_replace_solution_region", lambda self, cell, language: False)
+    with pytest.raises(assignments.HomeworkError, match=r"cell 2 \(square\): 1 solution region\(s\) became 0 stub\(s\)"):
+        assignments.generated_student_text(source)
+
+
+# --- the Colab cell installs the release of the course package, not a moving branch ---
+
+def test_release_tag_is_the_version_of_the_course_package_and_pyproject_agrees():
+    import tomllib
+
+    import rl4lm
+
+    assert release_tag() == f"v{rl4lm.__version__}"
+    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"] == rl4lm.__version__
+
+
+def test_a_half_bumped_version_is_refused_in_one_sentence(tmp_path):
+    (tmp_path / "code" / "rl4lm").mkdir(parents=True)
+    (tmp_path / "code" / "rl4lm" / "__init__.py").write_text('"""Doc."""\n__version__ = "0.3.0"\n')
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "rl4lm"\nversion = "0.2.0"\n')
+    with pytest.raises(BookError, match=r"pyproject.toml says version 0.2.0 but code/rl4lm/__init__.py says 0.3.0"):
+        release_tag(tmp_path)
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_committed_notebook_installs_exactly_the_release_tag_of_the_current_version(source):
+    """A version bump without `make homework` fails here: the notebooks would install the previous release."""
+    nb = nbformat.read(assignments.student_path(source), as_version=4)
+    setup = next(c for c in nb.cells if c.cell_type == "code")
+    installs = re.findall(r"'rl4lm @ git\+([^'@]+)@([^']+)'", setup.source)
+    assert installs == [(assignments.repository_url(), release_tag())], (
+        f"{assignments.student_path(source).name} installs {installs}: run `make homework` and commit the result")

@@ -9,7 +9,9 @@ import threading
 
 import pytest
 
-from conftest import SCREENSHOTS
+from helpers import ROOT
+
+SCREENSHOTS = ROOT / "_build" / "screenshots"
 
 INSTALL_HINT = "install it with: sudo apt-get install -y chromium chromium-driver (Debian/Ubuntu)"
 PAGES = {"home": "intro.html", "session-01": "sessions/01-language-models.html"}

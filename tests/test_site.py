@@ -8,7 +8,7 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
-from conftest import ROOT, toc_documents
+from helpers import ROOT, toc_documents
 
 PAGES = toc_documents()
 TRACEBACK_MARKERS = ("Traceback (most recent call last)", 'class="output traceback', "ipythontb")

@@ -5,9 +5,13 @@
 - MathJax: copies ``tex-svg-full.js`` from the PyPI package ``sphinx-mathjax-offline`` into the
   site's ``_static/mathjax`` so that math renders with no internet (``mathjax_path`` in _config.yml).
 - Launch buttons: only on notebooks (.ipynb), the files Colab can open.
-- Homework: before reading, executes every solution notebook once (nbclient, errors raise) and
-  serves ``homework/<name>.ipynb`` to myst-nb as the student version with the solution run's
-  outputs. With ``RL4LM_SOLUTIONS=1`` the page shows the solution code instead.
+- Homework: before reading, executes every solution notebook once (nbclient) and serves
+  ``homework/<name>.ipynb`` to myst-nb as the student version with the solution run's outputs.
+  With ``RL4LM_SOLUTIONS=1`` the page shows the solution code instead. A solution that fails is a
+  Sphinx warning naming the source file, the cell and the error (with ``-W --keep-going`` the build
+  goes on and fails at the end); the failed run is not cached, and the page shows the outputs
+  before the failing cell. A malformed source (solution markers, set-up cell) is a warning too, and
+  the page is the committed student notebook without outputs.
 """
 from __future__ import annotations
 
@@ -18,8 +22,12 @@ import time
 from pathlib import Path
 
 import nbformat
+from sphinx.util import logging
 
 from . import assignments
+from .book import BookError, release_tag, repository_url
+
+logger = logging.getLogger(__name__)
 
 MATHJAX_FILE = "tex-svg-full.js"
 SOLUTIONS_VARIABLE = "RL4LM_SOLUTIONS"
@@ -50,23 +58,48 @@ def solutions_on() -> bool:
 
 
 def execute_solutions(app) -> None:
-    """Execute each homework source once per content hash and keep the page text for source-read."""
+    """Execute each homework source once per content hash and keep the page text for source-read.
+
+    Problems are warnings (``rl4lm.homework``), never exceptions: the rest of the book still builds.
+    """
     cache = Path(app.doctreedir).parent / "rl4lm-homework"
     cache.mkdir(parents=True, exist_ok=True)
     root = Path(app.srcdir)
-    url = assignments.repository_url(root)
     app.env_rl4lm_pages = {}
     for source in assignments.sources(root):
         docname = f"homework/{source.stem}"
-        executed_path = cache / f"{source.stem}-{assignments.content_hash(source)}.ipynb"
-        if not executed_path.exists():
-            start = time.perf_counter()
-            print(f"[rl4lm] executing {source.relative_to(root)} (solution notebook)")
-            executed = assignments.execute(assignments.read_source(source), cwd=source.parent.parent)
-            nbformat.write(executed, executed_path)
-            (cache / f"{source.stem}.seconds").write_text(f"{time.perf_counter() - start:.1f}\n")
-        executed = nbformat.read(executed_path, as_version=4)
-        app.env_rl4lm_pages[docname] = assignments.render(assignments.published(executed, url, solutions_on()))
+        try:
+            url, ref = repository_url(root), release_tag(root)
+            assignments.student_notebook(assignments.read_source(source), url, ref, source=source)  # markers, before the run
+            executed = _executed_solution(source, docname, cache)
+            app.env_rl4lm_pages[docname] = assignments.render(
+                assignments.published(executed, url, solutions_on(), ref, source=source))
+        except BookError as error:
+            logger.warning(f"{error}; {docname} shows the committed student notebook without outputs",
+                           location=_location(error, docname), type="rl4lm", subtype="homework")
+
+
+def _location(error: BookError, docname: str) -> str:
+    """Where a warning points: the line of the homework source when known, else the homework page."""
+    source, line = getattr(error, "source", None), getattr(error, "line", None)
+    return f"{Path(source).absolute()}:{line}" if source is not None and line else docname
+
+
+def _executed_solution(source: Path, docname: str, cache: Path) -> nbformat.NotebookNode:
+    """The executed solution notebook: from the cache, or run now (a failure warns and is not cached)."""
+    executed_path = cache / f"{source.stem}-{assignments.content_hash(source)}.ipynb"
+    if executed_path.exists():
+        return nbformat.read(executed_path, as_version=4)
+    start = time.perf_counter()
+    print(f"[rl4lm] executing {assignments.display_path(source)} (solution notebook)")
+    executed, failure = assignments.run_solution(source)
+    if failure is not None:
+        logger.warning(f"{failure}; {docname} shows the outputs before that cell and the run is not cached",
+                       location=_location(failure, docname), type="rl4lm", subtype="homework")
+        return assignments.outputs_before(executed, failure.cell_index or 0)
+    nbformat.write(executed, executed_path)
+    (cache / f"{source.stem}.seconds").write_text(f"{time.perf_counter() - start:.1f}\n")
+    return executed
 
 
 def serve_homework(app, docname: str, source: list[str]) -> None:

@@ -41,24 +41,31 @@ class Role:
 ROLES: dict[str, Role] = {role.name: role for role in [
     Role("lm", "model", "the base language model that pages decode from and homework fine-tunes",
          "openai-community/gpt2", "GPT-2 small, 124M parameters (Radford et al., 2019)",
-         "lm", "a 0.3M-parameter, 2-layer GPT-2 trained on the project's synthetic movie reviews", head=CAUSAL_LM),
+         "lm", "a 0.3M-parameter, 2-layer GPT-2 trained on the project's synthetic movie reviews", head=CAUSAL_LM,
+         revision="607a30d783dfa663caf39e06633721c8d4cfcd7e"),
     Role("instruct_lm", "model", "an instruction-tuned model to compare with the base model",
          "Qwen/Qwen2.5-0.5B-Instruct", "a small modern instruction-tuned LM",
-         "lm", "the tiny GPT-2 (the tiny profile has no separate instruction-tuned model)", head=CAUSAL_LM),
+         "lm", "the tiny GPT-2 (the tiny profile has no separate instruction-tuned model)", head=CAUSAL_LM,
+         revision="7ae557604adf67be50417f59c2c2f167def9a775"),
     Role("sentiment_classifier", "model", "the reward signal: P(positive) of a text",
          "lvwerra/distilbert-imdb", "DistilBERT fine-tuned on IMDB; label 1 is positive",
          "sentiment_classifier", "a 2-layer DistilBERT classifier trained on the synthetic reviews; label 1 is positive",
-         head=SEQUENCE_CLASSIFIER),
+         head=SEQUENCE_CLASSIFIER,
+         # main (head 0fc02cd) holds only pytorch_model.bin, a pickle; the safetensors conversion is the bot's pull
+         # request refs/pr/5, pinned here so that the weights load as safetensors, also from a cache without the hub
+         revision="refs/pr/5"),
     Role("reviews", "dataset", "movie reviews with a sentiment label (prompts, classifier data)",
          "stanfordnlp/imdb", "50k IMDB movie reviews (Maas et al., 2011)",
-         "reviews", "synthetic movie reviews with a known sentiment", config="plain_text"),
+         "reviews", "synthetic movie reviews with a known sentiment", config="plain_text",
+         revision="e6281661ce1c48d982bc483cf8a173c1bbeb5d31"),
     Role("preferences", "dataset", "(prompt, chosen, rejected) pairs for reward models and DPO",
          "trl-lib/ultrafeedback_binarized", "chosen/rejected conversations (UltraFeedback)",
-         "preferences", "synthetic (prompt, chosen, rejected) triples: the more positive continuation is chosen"),
+         "preferences", "synthetic (prompt, chosen, rejected) triples: the more positive continuation is chosen",
+         revision="47124cb5778f5d50de1c7676a412828f3ea7c555"),
     Role("qa", "dataset", "question answering for supervised fine-tuning",
          "rajpurkar/squad", "SQuAD v1.1 question answering",
          "qa", "synthetic (review, question, answer) triples about the reviews", config="plain_text",
-         splits={"test": "validation"}),
+         splits={"test": "validation"}, revision="7b6d24c440a36b6815f21b70d25016731768db1f"),
 ]}
 
 MODEL_ROLES = tuple(name for name, role in ROLES.items() if role.is_model)

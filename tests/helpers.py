@@ -11,7 +11,30 @@ import torch
 from rl4lm import checks
 from rl4lm_book.book import ROOT, toc_documents
 
-__all__ = ["ROOT", "toc_documents", "one_sentence", "rejects", "small_gpt2", "run_script"]
+__all__ = ["ROOT", "toc_documents", "one_sentence", "rejects", "small_gpt2", "run_script", "MYST_HEADER", "HOMEWORK_SOURCE"]
+
+MYST_HEADER = """\
+---
+jupytext:
+  text_representation: {extension: .md, format_name: myst}
+kernelspec: {name: python3, display_name: Python 3, language: python}
+---
+"""
+HOMEWORK_SOURCE = MYST_HEADER + """\
+# Homework
+
+```{code-cell} ipython3
+:tags: [colab-setup]
+print("set up")
+```
+
+```{code-cell} ipython3
+def square(x):
+    ### BEGIN SOLUTION
+    return x * x
+    ### END SOLUTION
+```
+"""  # the smallest well-formed homework source: the set-up cell and one exercise
 
 
 def one_sentence(error: Exception) -> str:

@@ -7,6 +7,7 @@ import re
 import nbformat
 import pytest
 
+from helpers import HOMEWORK_SOURCE
 from rl4lm_book import assignments
 from rl4lm_book.book import ROOT, BookError, release_tag
 
@@ -95,26 +96,7 @@ def test_unfilled_student_notebook_runs_top_to_bottom(source):
 
 # --- malformed sources are refused in one sentence (nbgrader would leave the solution in the student notebook) ---
 
-SOURCE = """\
----
-jupytext:
-  text_representation: {extension: .md, format_name: myst}
-kernelspec: {name: python3, display_name: Python 3, language: python}
----
-# Homework
-
-```{code-cell} ipython3
-:tags: [colab-setup]
-print("set up")
-```
-
-```{code-cell} ipython3
-def square(x):
-    ### BEGIN SOLUTION
-    return x * x
-    ### END SOLUTION
-```
-"""
+SOURCE = HOMEWORK_SOURCE
 BEGIN_LINE = SOURCE.splitlines().index("    ### BEGIN SOLUTION") + 1
 END_LINE = BEGIN_LINE + 2
 

@@ -12,16 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from helpers import HOMEWORK_SOURCE, MYST_HEADER
 from rl4lm_book import assignments
 from rl4lm_book.build import FAILED_FILE, build
 
-HEADER = """\
----
-jupytext:
-  text_representation: {extension: .md, format_name: myst}
-kernelspec: {name: python3, display_name: Python 3, language: python}
----
-"""
+HEADER = MYST_HEADER
 CONFIG = """\
 title: Throw-away book
 author: tests
@@ -72,21 +67,7 @@ x = 1
 x / 0
 ```
 """
-HOMEWORK = HEADER + """\
-(hw-label)=
-# Homework
-
-```{code-cell} ipython3
-:tags: [colab-setup]
-print("set up")
-```
-
-```{code-cell} ipython3
-def square(x):
-    ### BEGIN SOLUTION
-    return x * x
-    ### END SOLUTION
-```
+HOMEWORK = HOMEWORK_SOURCE.replace("# Homework", "(hw-label)=\n# Homework", 1) + """
 
 ```{code-cell} ipython3
 print("square works:", square(3) == 9)

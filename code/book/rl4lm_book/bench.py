@@ -5,6 +5,8 @@ Timings are reported, never asserted. Usage: ``python -m rl4lm_book.bench [--rep
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import statistics
 import tempfile
@@ -40,7 +42,8 @@ def time_tiny_build() -> float:
         os.environ["RL4LM_CACHE"] = folder
         try:
             start = time.perf_counter()
-            tiny.build_all(force=True)
+            with contextlib.redirect_stdout(io.StringIO()):  # the build's progress line would split the table
+                tiny.build_all(force=True)
             return time.perf_counter() - start
         finally:
             if old is None:

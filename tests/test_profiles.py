@@ -162,3 +162,24 @@ def test_failed_hub_probe_is_tried_again(monkeypatch):
         server.bind(("127.0.0.1", port))
         server.listen()
         assert hub.hub_reachable(timeout=1.0), "a failed probe must not be remembered"
+
+
+def test_tiny_profile_computes_on_one_thread_unless_told(monkeypatch):
+    import torch
+
+    saved = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("RL4LM_PROFILE", "tiny")
+        monkeypatch.delenv("RL4LM_THREADS", raising=False)
+        assert profiles.use_tiny_threads() == 1 and torch.get_num_threads() == 1
+        monkeypatch.setenv("RL4LM_THREADS", "2")
+        assert profiles.use_tiny_threads() == 2
+        monkeypatch.setenv("RL4LM_THREADS", "two")
+        with pytest.raises(profiles.ProfileError) as info:
+            profiles.use_tiny_threads()
+        assert "RL4LM_THREADS" in one_sentence(info.value)
+        torch.set_num_threads(3)
+        monkeypatch.setenv("RL4LM_PROFILE", "full")
+        assert profiles.use_tiny_threads() == 3, "the full profile keeps torch's default"
+    finally:
+        torch.set_num_threads(saved)

@@ -11,6 +11,7 @@ Environment variables
                    (e.g. a Colab GPU runtime), otherwise ``tiny``.
 ``RL4LM_CACHE``    where tiny assets are built; default ``$XDG_CACHE_HOME/rl4lm``
                    or ``~/.cache/rl4lm``. Only building needs write access.
+``RL4LM_THREADS``  torch threads in the ``tiny`` profile; default 1 (see :func:`use_tiny_threads`).
 """
 from __future__ import annotations
 
@@ -22,11 +23,13 @@ from .assets.cache import CACHE_VARIABLE, cache_dir, writable_cache_dir
 from .errors import ProfileError
 
 __all__ = ["PROFILES", "PROFILE_VARIABLE", "CACHE_VARIABLE", "ProfileError", "current_profile", "set_profile",
-           "cache_dir", "writable_cache_dir", "profile_summary", "describe_profile", "model_source",
+           "cache_dir", "writable_cache_dir", "profile_summary", "describe_profile", "model_source", "use_tiny_threads",
            "load_tokenizer", "load_model", "load_dataset"]
 
 PROFILES = ("tiny", "full")
 PROFILE_VARIABLE = "RL4LM_PROFILE"
+THREADS_VARIABLE = "RL4LM_THREADS"
+TINY_THREADS = 1
 
 
 def _cuda_available() -> bool:
@@ -75,6 +78,27 @@ def profile_summary() -> str:
 def describe_profile() -> None:
     """Print which profile runs and how to switch; every notebook's first code cell calls it."""
     print(profile_summary())
+
+
+def use_tiny_threads() -> int:
+    """In the ``tiny`` profile, compute with ``$RL4LM_THREADS`` torch threads (default 1); return the number in use.
+
+    The tiny models are so small that a second thread saves little, while two threads on a laptop whose
+    other core is busy wait for each other at every operation (Homework 1 ran several times slower).
+    The ``full`` profile keeps torch's default.
+    """
+    import torch
+
+    if current_profile() == "tiny":
+        wanted = os.environ.get(THREADS_VARIABLE, "").strip()
+        try:
+            threads = int(wanted) if wanted else TINY_THREADS
+        except ValueError:
+            raise ProfileError(f"${THREADS_VARIABLE} should be a whole number of threads, not '{wanted}'.") from None
+        if threads < 1:
+            raise ProfileError(f"${THREADS_VARIABLE} should be at least 1, not {threads}.")
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
 
 
 def _quiet_libraries() -> None:
@@ -128,12 +152,16 @@ def load_tokenizer(name: str = "lm"):
 
 
 def load_model(name: str = "lm", **kwargs):
-    """Load a model role with the ``from_pretrained`` of its head (safetensors only), in eval mode."""
+    """Load a model role with the ``from_pretrained`` of its head (safetensors only), in eval mode.
+
+    In the ``tiny`` profile this also sets torch's thread count (:func:`use_tiny_threads`).
+    """
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     auto = {roles.CAUSAL_LM: AutoModelForCausalLM,
             roles.SEQUENCE_CLASSIFIER: AutoModelForSequenceClassification}[roles.model_role(name).head]
     _quiet_libraries()
+    use_tiny_threads()
     model = _load_pretrained(name, lambda source, **extra: auto.from_pretrained(
         source, use_safetensors=True, **extra, **kwargs))
     return model.eval()

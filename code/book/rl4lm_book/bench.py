@@ -1,14 +1,19 @@
 """``make bench``: execution time of every notebook of the book (median of runs) and of the tiny-asset build.
 
-Timings are reported, never asserted. Usage: ``python -m rl4lm_book.bench [--repeat N] [--skip-tiny] [PAGE ...]``.
+Each is timed idle and while a second process keeps one core busy (a student's laptop is rarely idle), with
+the ratio. Timings are reported, never asserted. Usage:
+``python -m rl4lm_book.bench [--repeat N] [--skip-tiny] [--no-busy] [PAGE ...]``.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import io
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -52,9 +57,29 @@ def time_tiny_build() -> float:
                 os.environ["RL4LM_CACHE"] = old
 
 
-def report(name: str, runs: list[float]) -> str:
-    """One table row: median, min, max over runs."""
-    return f"{name:<48} {statistics.median(runs):8.1f} {min(runs):8.1f} {max(runs):8.1f} {len(runs):5d}"
+@contextlib.contextmanager
+def competing_process():
+    """A second process that keeps one core busy, as another program does on a student's laptop."""
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        yield
+    finally:
+        busy.kill()
+        busy.wait()
+
+
+def timed(run, repeat: int, busy: bool) -> list[float]:
+    """``repeat`` timings of ``run()``, with one core kept busy by another process if ``busy``."""
+    with competing_process() if busy else contextlib.nullcontext():
+        return [run() for _ in range(repeat)]
+
+
+def report(name: str, idle: list[float], busy: list[float] | None) -> str:
+    """One table row: median (min-max) idle, and with a competing process, and their ratio."""
+    row = f"{name:<44} {statistics.median(idle):7.1f} ({min(idle):.1f}-{max(idle):.1f})"
+    if busy:
+        row += f" {statistics.median(busy):9.1f} ({min(busy):.1f}-{max(busy):.1f}) {statistics.median(busy) / statistics.median(idle):6.2f}"
+    return row
 
 
 def main() -> None:
@@ -62,16 +87,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=int(os.environ.get("BENCH_REPEAT", "3")))
     parser.add_argument("--skip-tiny", action="store_true", help="do not time the tiny-asset build")
+    parser.add_argument("--no-busy", action="store_true", help="skip the runs with a competing process")
     parser.add_argument("pages", nargs="*", help="only these pages (paths relative to the repository)")
     args = parser.parse_args()
     os.environ.setdefault("RL4LM_PROFILE", "tiny")
     pages = [ROOT / p for p in args.pages] or executable_pages()
-    print(f"profile={os.environ['RL4LM_PROFILE']}  cores={os.cpu_count()}  repeat={args.repeat}  (seconds)")
-    print(f"{'what':<48} {'median':>8} {'min':>8} {'max':>8} {'runs':>5}")
-    if not args.skip_tiny:
-        print(report("tiny assets: build from scratch", [time_tiny_build() for _ in range(args.repeat)]), flush=True)
-    for page in pages:
-        print(report(str(page.relative_to(ROOT)), [time_notebook(page) for _ in range(args.repeat)]), flush=True)
+    print(f"profile={os.environ['RL4LM_PROFILE']}  cores={os.cpu_count()}  repeat={args.repeat}  seconds, median (min-max);"
+          " 'busy': while another process keeps one core busy")
+    print(f"{'what':<44} {'idle':>7} {'':11} {'busy':>9} {'':11} {'busy/idle':>6}")
+    jobs = [] if args.skip_tiny else [("tiny assets: build from scratch", time_tiny_build)]
+    jobs += [(str(page.relative_to(ROOT)), functools.partial(time_notebook, page)) for page in pages]
+    for name, run in jobs:
+        idle = timed(run, args.repeat, busy=False)
+        busy = None if args.no_busy else timed(run, args.repeat, busy=True)
+        print(report(name, idle, busy), flush=True)
 
 
 if __name__ == "__main__":

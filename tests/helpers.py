@@ -11,7 +11,8 @@ import torch
 from rl4lm import checks
 from rl4lm_book.book import ROOT, toc_documents
 
-__all__ = ["ROOT", "toc_documents", "one_sentence", "rejects", "small_gpt2", "run_script", "MYST_HEADER", "HOMEWORK_SOURCE"]
+__all__ = ["ROOT", "toc_documents", "one_sentence", "rejects", "small_gpt2", "run_script", "student_copy", "MYST_HEADER",
+           "HOMEWORK_SOURCE"]
 
 MYST_HEADER = """\
 ---
@@ -73,3 +74,18 @@ def run_script(path, *args: str, timeout: int = 300, check: bool = True) -> subp
     if check:
         assert out.returncode == 0, out.stderr[-2000:]
     return out
+
+
+def student_copy(reference):
+    """The course's reference as a student would hand it in: its source run again as a notebook cell (module __main__).
+
+    The copy computes exactly what the reference does, but it is not the package's function, so the checkers accept it.
+    """
+    import inspect
+    import textwrap
+
+    module = sys.modules[inspect.unwrap(reference).__module__]
+    namespace = dict(vars(module), __name__="__main__")
+    source = textwrap.dedent(inspect.getsource(reference))
+    exec(compile(source, f"<cell: {reference.__name__}>", "exec"), namespace)  # noqa: S102 - the course's own code
+    return namespace[reference.__name__]

@@ -5,7 +5,10 @@ gymnasium) or with a property, on several seeds and edge cases (length 1, batch 
 On success it prints one line and returns True. On failure it raises :class:`CheckFailed` whose
 message is one sentence saying what is wrong and what to try; IPython shows only that sentence.
 An exercise that still raises ``NotImplementedError`` prints "<name>: not implemented yet" and
-returns False, so that a notebook runs top to bottom before it is filled in.
+returns False, so that a notebook runs top to bottom before it is filled in; :func:`implemented` guards an
+experiment by the last check's outcome or, for a function never checked, by calling it on the checker's
+smallest input. A checker refuses the course's own reference (and a function that calls it): the checks
+are there for the student's code.
 
 Checkers live by topic (:mod:`.lm`, :mod:`.rl`); ``EXERCISES`` is the one registry of them (name,
 topic, checker, the course's reference), from which the tests take the list of checkers.

@@ -1,4 +1,9 @@
-"""Checkers of the language-model exercises: attention, positions, teacher forcing, decoding (Homework 1)."""
+"""Checkers of the language-model exercises: attention, positions, teacher forcing, decoding (Homework 1).
+
+Each checker computes what it expects before it calls the student's function, which gets copies of the inputs.
+Where the exercise can run on the meta device, a last call with meta inputs finds tensors created without
+``device=`` (see :func:`._core._check_device`); where it cannot, a comment says why.
+"""
 from __future__ import annotations
 
 import copy
@@ -7,11 +12,24 @@ import math
 import torch
 
 from ..lm import attention, decoding, logprobs, sft
-from ._core import CheckFailed, _call, _expect_tensor, _first_bad, _fmt, _generate, _random_lm, exercise
+from ._core import CheckFailed, _call, _check_device, _expect_tensor, _first_bad, _fmt, _generate, _random_lm, exercise
+
+INF = float("inf")
+
+
+def _device_hint(tensor: str, example: str = "") -> str:
+    """The sentence for a tensor created on the CPU next to inputs on another device."""
+    return (f"your function creates a tensor on the CPU and combines it with {tensor}, which fails when {tensor} is on a GPU "
+            f"(e.g. in Colab); create new tensors on {tensor}.device{example}.")
 
 
 # --------------------------------------------------------------------------- 1. attention
-@exercise(reference=attention.causal_self_attention)
+def _attention_probe() -> tuple:
+    q = torch.zeros(1, 1, 1, 2)
+    return q, q.clone(), q.clone()
+
+
+@exercise(reference=attention.causal_self_attention, probe=_attention_probe)
 def causal_self_attention(fn):
     """Compare with ``torch.nn.functional.scaled_dot_product_attention(..., is_causal=True)``."""
     from torch.nn.functional import scaled_dot_product_attention as sdpa
@@ -20,60 +38,71 @@ def causal_self_attention(fn):
     for seed, (b, h, s, d) in enumerate(shapes):
         g = torch.Generator().manual_seed(seed)
         q, k, v = (torch.randn(b, h, s, d, generator=g) for _ in range(3))
-        out = _call(fn, q.clone(), k.clone(), v.clone())
+        scores = q @ k.transpose(-2, -1)  # (b, h, s, s)
+        future = torch.ones(s, s, dtype=torch.bool).triu(1)  # True where key j > query i
+        expected = scores.div(math.sqrt(d)).masked_fill(future, -INF).softmax(-1)
+        reference = sdpa(q, k, v, is_causal=True)
+        masked_after = scores.div(math.sqrt(d)).softmax(-1).masked_fill(future, 0.0)  # the mask applied after the softmax
+
+        out = _call(fn, q, k, v, names=("q", "k", "v"))
         if not (isinstance(out, tuple) and len(out) == 2):
             raise CheckFailed(f"it should return a tuple (output, weights), but it returned a {type(out).__name__}.")
         output, weights = out
-        _expect_tensor(weights, f"the weights for q of shape {_fmt(q.shape)}", (b, h, s, s))
-        _expect_tensor(output, f"the output for q of shape {_fmt(q.shape)}", (b, h, s, d))
-        if torch.isnan(weights).any():
-            i = _first_bad(torch.isnan(weights))[2]
-            raise CheckFailed(f"the weights of query {i} contain NaN; a query must attend to itself, so mask only keys j > i.")
-        future = torch.ones(s, s, dtype=torch.bool).triu(1)
-        leak = weights.abs() * future
-        if (leak > 1e-6).any():
-            _, _, i, j = _first_bad(leak > 1e-6)
-            raise CheckFailed(f"query {i} gives weight {weights[0, 0, i, j]:.2f} to key {j}, a future position; "
+        what = f"for q of shape {_fmt(q.shape)}"
+        _expect_tensor(weights, f"the weights {what}", (b, h, s, s), finite=None)
+        _expect_tensor(output, f"the output {what}", (b, h, s, d), finite=None)
+        w = weights.detach()
+        if s > 1 and torch.allclose(w.nan_to_num(0.0, 0.0, 0.0), masked_after, atol=1e-5):
+            raise CheckFailed("you apply the mask after the softmax, so the weights of each row no longer sum to one; set the "
+                              "scores of keys j > i to -inf before the softmax.")
+        if w.isnan().all(-1).any():
+            i = _first_bad(w.isnan().all(-1))[2]
+            raise CheckFailed(f"the weights of query {i} are all NaN because every key of that row is masked; a query must "
+                              "attend to itself, so mask only the keys j > i.")
+        _expect_tensor(weights, f"the weights {what}", finite="all")
+        _expect_tensor(output, f"the output {what}", finite="all")
+        leak = (w.abs() > 1e-6) & future
+        if leak.any():
+            bb, hh, i, j = _first_bad(leak)
+            raise CheckFailed(f"query {i} gives weight {w[bb, hh, i, j]:.2f} to key {j}, a future position; "
                               "set the scores of keys j > i to -inf before the softmax.")
-        sums = weights.sum(-1)
+        sums = w.sum(-1)
         if ((sums - 1).abs() > 1e-4).any():
-            _, _, i = _first_bad((sums - 1).abs() > 1e-4)
-            raise CheckFailed(f"row {i} of your attention weights sums to {sums[0, 0, i]:.2f}; "
+            bb, hh, i = _first_bad((sums - 1).abs() > 1e-4)
+            raise CheckFailed(f"row {i} of your attention weights sums to {sums[bb, hh, i]:.2f}; "
                               "did you apply softmax over the last dimension (the keys)?")
-        mask = ~future
-        scores = q @ k.transpose(-2, -1)
-        expected = scores.div(math.sqrt(d)).masked_fill(~mask, float("-inf")).softmax(-1)
-        if not torch.allclose(weights, expected, atol=1e-5):
-            if s > 1 and torch.allclose(weights, scores.masked_fill(~mask, float("-inf")).softmax(-1), atol=1e-5):
+        if not torch.allclose(w, expected, atol=1e-5):
+            if s > 1 and torch.allclose(w, scores.masked_fill(future, -INF).softmax(-1), atol=1e-5):
                 raise CheckFailed(f"your weights are softmax(QK^T) without the scaling; divide the scores by sqrt(d) = {math.sqrt(d):.2f}.")
-            if s > 1 and torch.allclose(weights, scores.div(d).masked_fill(~mask, float("-inf")).softmax(-1), atol=1e-5):
+            if s > 1 and torch.allclose(w, scores.div(d).masked_fill(future, -INF).softmax(-1), atol=1e-5):
                 raise CheckFailed("your scores are divided by d; divide them by sqrt(d) instead.")
-            err = (weights - expected).abs().amax()
+            err = (w - expected).abs().amax()
             raise CheckFailed(f"your weights differ from softmax(QK^T / sqrt(d)) with a causal mask by up to {err:.3f}.")
-        reference = sdpa(q, k, v, is_causal=True)
-        if not torch.allclose(output, reference, atol=1e-5):
-            err = (output - reference).abs().amax()
+        if not torch.allclose(output.detach(), reference, atol=1e-5):
+            err = (output.detach() - reference).abs().amax()
             raise CheckFailed(f"your weights are right but the output differs from scaled_dot_product_attention by {err:.3f}; "
                               "return weights @ v.")
+    q, k, v = (torch.zeros(*shapes[0]) for _ in range(3))
+    _check_device(fn, (q, k, v), _device_hint("q", " (e.g. torch.ones(seq, seq, dtype=torch.bool, device=q.device))"))
     return "matches torch's scaled_dot_product_attention(is_causal=True) on 4 shapes, incl. length 1 and batch 1"
 
 
 # --------------------------------------------------------------------------- 2. positions
-@exercise(reference=attention.sinusoidal_positions)
+@exercise(reference=attention.sinusoidal_positions, probe=lambda: (1, 2))
 def sinusoidal_positions(fn):
     """Compare with the formula P[t, 2i] = sin(t w_i), P[t, 2i+1] = cos(t w_i), w_i = 10000^(-2i/d)."""
     reference = attention.sinusoidal_positions
 
+    # No device check: the function has no tensor input whose device it could follow; the caller moves the result.
     for seq_len, d_model in [(10, 16), (1, 8), (50, 64), (7, 6)]:
-        out = _expect_tensor(_call(fn, seq_len, d_model), f"the encoding for seq_len={seq_len}, d_model={d_model}",
-                             (seq_len, d_model))
         expected = reference(seq_len, d_model)
-        out = out.float()
+        what = f"the encoding for seq_len={seq_len}, d_model={d_model}"
+        out = _expect_tensor(_call(fn, seq_len, d_model), what, (seq_len, d_model)).detach()
         if torch.allclose(out, expected, atol=1e-5):
             continue
         swapped = expected.clone()
         swapped[:, 0::2], swapped[:, 1::2] = expected[:, 1::2], expected[:, 0::2]
-        if d_model % 2 == 0 and torch.allclose(out, swapped, atol=1e-5):
+        if torch.allclose(out, swapped, atol=1e-5):
             raise CheckFailed("sine and cosine are swapped; even columns 2i hold sin(t w_i), odd columns 2i+1 hold cos(t w_i).")
         t, c = _first_bad((out - expected).abs() > 1e-5)
         kind = "sin" if c % 2 == 0 else "cos"
@@ -82,35 +111,39 @@ def sinusoidal_positions(fn):
     return "matches the sinusoidal formula for 4 sizes, incl. one position and an odd-looking d = 6"
 
 
-def _rope_score(fn, q, k, m: int, n: int) -> float:
-    """q . k after rotating q to position m and k to position n with the student's apply_rope."""
-    qm = _call(fn, q[None], torch.tensor([m]))
-    kn = _call(fn, k[None], torch.tensor([n]))
-    _expect_tensor(qm, "apply_rope's output for a single vector", (1, q.shape[-1]))
-    return float((qm * kn).sum())
+_ROPE_WRITES_X = ("your apply_rope writes the rotated pairs into x itself, so the caller's x changes; write them into a new "
+                  "tensor (e.g. out = torch.empty_like(x)) and return that.")
 
 
-@exercise(reference=attention.apply_rope)
+def _rope(fn, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """The student's apply_rope on copies, checked to leave x and positions alone and to return float32 of x's shape."""
+    out = _call(fn, x, positions, names=("x", "positions"), hints={"x": _ROPE_WRITES_X})
+    return _expect_tensor(out, f"the output for x of shape {_fmt(x.shape)}", x.shape).detach()
+
+
+@exercise(reference=attention.apply_rope, probe=lambda: (torch.zeros(1, 2), torch.zeros(1, dtype=torch.long)))
 def apply_rope(fn):
     """Check RoPE's relative-position property and compare with the interleaved-pair formula (Su et al., 2021)."""
     reference = attention.apply_rope
 
     g = torch.Generator().manual_seed(0)
     d = 16
-    q, k = torch.randn(d, generator=g), torch.randn(d, generator=g)
+    q, k = torch.randn(1, d, generator=g), torch.randn(1, d, generator=g)
     for m, n, shift in [(3, 1, 5), (0, 7, 11), (10, 10, 3)]:
-        before, after = _rope_score(fn, q, k, m, n), _rope_score(fn, q, k, m + shift, n + shift)
+        scores = [float((_rope(fn, q, torch.tensor([a])) * _rope(fn, k, torch.tensor([b]))).sum())
+                  for a, b in [(m, n), (m + shift, n + shift)]]
+        before, after = scores
         if abs(before - after) > 1e-3 * max(1.0, abs(before)):
             raise CheckFailed(f"q\u00b7k changed from {before:.3f} to {after:.3f} when both positions ({m}, {n}) moved by {shift}; "
                               "with RoPE the score must depend only on the offset m - n (rotate, do not add).")
     cases = [((2, 3, 6, 8), torch.arange(6)), ((1, 1, 1, 4), torch.tensor([5])), ((4, 10, 16), torch.arange(10) + 3)]
     for shape, positions in cases:
         x = torch.randn(*shape, generator=g)
-        out = _expect_tensor(_call(fn, x.clone(), positions), f"the output for x of shape {_fmt(shape)}", shape)
+        expected = reference(x, positions)
+        out = _rope(fn, x, positions)
         if not torch.allclose(out.norm(dim=-1), x.norm(dim=-1), atol=1e-4):
             raise CheckFailed("the rotated vectors have a different length than the inputs; RoPE only rotates pairs, "
                               "so each pair needs both cos and sin terms.")
-        expected = reference(x, positions)
         if torch.allclose(out, expected, atol=1e-5):
             continue
         half = x.shape[-1] // 2
@@ -124,7 +157,8 @@ def apply_rope(fn):
         err = (out - expected).abs().amax()
         raise CheckFailed(f"for x of shape {_fmt(shape)} your output differs from the RoPE formula by up to {err:.3f}; "
                           "check the angles theta_{t,i} = t * 10000^(-2i/d).")
-    return "scores depend only on relative position, and the output matches the RoPE formula on 3 shapes"
+    _check_device(fn, (x, positions), _device_hint("x", " (e.g. torch.arange(0, d, 2, device=x.device))"))
+    return "scores depend only on relative position, x is left unchanged, and the output matches the RoPE formula on 3 shapes"
 
 
 # --------------------------------------------------------------------------- 3. teacher forcing
@@ -141,7 +175,27 @@ def _nll_variants(logits, labels, mask):
     }
 
 
-@exercise(reference=sft.sequence_nll)
+def _changed_labels(original: torch.Tensor, changed: torch.Tensor) -> str:
+    """Diagnosis for a sequence_nll that wrote into its labels."""
+    if changed.shape == original.shape and torch.equal(changed[:, :-1], original[:, 1:]):
+        return ("your function shifts labels in place; logits[:, t] already predicts labels[:, t] (the caller shifted them), "
+                "so use labels as they are and leave them unchanged.")
+    return ("your function changed the labels passed to it; leave labels unchanged (e.g. labels.masked_fill(...) returns a "
+            "new tensor, labels[...] = ... writes into the caller's).")
+
+
+_SEQUENCE_NLL_HINTS = {
+    "labels": _changed_labels,
+    "mask": "your function writes into mask (e.g. mask.fill_ or mask[...] = ...), so the caller's mask is lost; leave mask "
+            "unchanged: it says which tokens count, and the token losses are multiplied by it.",
+}
+
+
+def _nll_probe() -> tuple:
+    return torch.zeros(1, 1, 2), torch.zeros(1, 1, dtype=torch.long), torch.ones(1, 1, dtype=torch.long)
+
+
+@exercise(reference=sft.sequence_nll, probe=_nll_probe)
 def sequence_nll(fn):
     """Compare with per-token cross_entropy, averaged within each sequence (masked), then over the batch."""
     g = torch.Generator().manual_seed(0)
@@ -153,16 +207,19 @@ def sequence_nll(fn):
     ]
     for logits, mask in cases:
         labels = torch.randint(vocab, mask.shape, generator=g)
-        logits = logits.clone().requires_grad_()
-        out = _call(fn, logits, labels, mask)
-        _expect_tensor(out, f"the loss for logits of shape {_fmt(logits.shape)}")
+        logits.requires_grad_()
+        variants = {key: value.detach() for key, value in _nll_variants(logits, labels, mask).items()}
+        out = _call(fn, logits, labels, mask, names=("logits", "labels", "mask"), hints=_SEQUENCE_NLL_HINTS)
+        what = f"the loss for logits of shape {_fmt(logits.shape)}"
+        _expect_tensor(out, what, finite=None)
         if out.dim() != 0:
             raise CheckFailed(f"it should return one number (a 0-dimensional tensor) but returned shape {_fmt(out.shape)}; "
                               "average over sequences at the end.")
         if not out.requires_grad:
             raise CheckFailed("your loss has no gradient; compute it with torch operations on the logits (no .item(), numpy or floats).")
-        variants = {key: value.detach() for key, value in _nll_variants(logits, labels, mask).items()}
-        if torch.isclose(out.detach(), variants["reference"], atol=1e-5):
+        _expect_tensor(out, what)
+        got = out.detach()
+        if torch.isclose(got, variants["reference"], atol=1e-5):
             continue
         hints = {
             "token_mean": "you averaged over all counted tokens of the batch; average within each sequence first, then over sequences.",
@@ -170,10 +227,12 @@ def sequence_nll(fn):
             "sum": "you summed the token losses of each sequence; divide by the number of counted tokens in it.",
         }
         for key, hint in hints.items():
-            if torch.isclose(out.detach(), variants[key], atol=1e-5):
-                raise CheckFailed(f"for masks {mask.tolist()} you return {out.item():.4f} instead of {variants['reference']:.4f}: {hint}")
-        raise CheckFailed(f"for masks {mask.tolist()} you return {out.item():.4f} instead of {variants['reference']:.4f}; "
+            if torch.isclose(got, variants[key], atol=1e-5):
+                raise CheckFailed(f"for masks {mask.tolist()} you return {got.item():.4f} instead of {variants['reference']:.4f}: {hint}")
+        raise CheckFailed(f"for masks {mask.tolist()} you return {got.item():.4f} instead of {variants['reference']:.4f}; "
                           "logits[:, t] predicts labels[:, t] (no shift inside this function) and the loss is -log softmax.")
+    logits, mask = cases[0]
+    _check_device(fn, (logits, torch.zeros_like(mask), mask), _device_hint("the logits", " (or derive them from the inputs, e.g. zeros_like)"))
     return "matches torch's cross_entropy, averaged per sequence then over the batch, with padding, batch 1 and length 1"
 
 
@@ -181,37 +240,46 @@ def _sft_batch():
     """A small batch: right padding in row 1, loss on the last tokens (the 'answer')."""
     g = torch.Generator().manual_seed(1)
     ids = torch.randint(2, 50, (2, 8), generator=g)
-    attention = torch.tensor([[1] * 8, [1] * 6 + [0] * 2])
+    attention_mask = torch.tensor([[1] * 8, [1] * 6 + [0] * 2])
     loss_mask = torch.tensor([[0] * 5 + [1] * 3, [0] * 4 + [1] * 2 + [0] * 2])
     ids[1, 6:] = 0
-    return {"input_ids": ids, "attention_mask": attention, "loss_mask": loss_mask}
+    return {"input_ids": ids, "attention_mask": attention_mask, "loss_mask": loss_mask}
 
 
-@exercise(reference=sft.sft_step)
+def _sft_probe() -> tuple:
+    model = copy.deepcopy(_random_lm()).train()
+    return model, torch.optim.SGD(model.parameters(), lr=0.0), _sft_batch()
+
+
+@exercise(reference=sft.sft_step, probe=_sft_probe)
 def sft_step(fn):
     """Compare two training steps with the reference (shifted, masked loss; zero_grad, backward, step)."""
-    nll = sft.sequence_nll
+    nll, reference = sft.sequence_nll, sft.sft_step
 
+    # No device check on meta: a step ends with loss.item(), which meta tensors (they hold no values) cannot give,
+    # so the call could never finish there; the tensors it needs come from the model and the batch anyway.
     batch = _sft_batch()
-    base = _random_lm(seed=3)
+    base = _random_lm()
     ref_model, model = copy.deepcopy(base).train(), copy.deepcopy(base).train()
     ref_opt, opt = torch.optim.SGD(ref_model.parameters(), lr=0.5), torch.optim.SGD(model.parameters(), lr=0.5)
     with torch.no_grad():
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        logits = base(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         candidates = {
             "no_shift": nll(logits, batch["input_ids"], batch["loss_mask"]).item(),
             "all_tokens": nll(logits[:, :-1], batch["input_ids"][:, 1:], batch["attention_mask"][:, 1:]).item(),
         }
     before = [p.detach().clone() for p in model.parameters()]
     for step in range(2):
-        reference = sft.sft_step
-
-        expected = reference(ref_model, ref_opt, batch)
+        expected = reference(ref_model, ref_opt, {key: value.clone() for key, value in batch.items()})
         got = _call(fn, model, opt, batch)
-        try:
-            got = float(got)
-        except (TypeError, ValueError):
-            raise CheckFailed(f"it should return the loss as a number (loss.item()), not a {type(got).__name__}.") from None
+        if isinstance(got, torch.Tensor):
+            raise CheckFailed("it returns the loss as a torch.Tensor; return loss.item(), a Python float (a tensor keeps "
+                              "the computation graph alive, and the experiment plots these numbers).")
+        if not isinstance(got, float):
+            raise CheckFailed(f"it should return the loss as a Python float (loss.item()), not a {type(got).__name__}.")
+        if not math.isfinite(got):
+            raise CheckFailed(f"your loss is {got}; run your function on a small batch and print the intermediate tensors to "
+                              "see where it first appears.")
         if step == 0 and abs(got - expected) > 1e-4:
             if abs(got - candidates["no_shift"]) < 1e-4:
                 raise CheckFailed("the logits at position t predict token t+1: pass logits[:, :-1], input_ids[:, 1:] and loss_mask[:, 1:].")
@@ -228,7 +296,7 @@ def sft_step(fn):
         if differs:
             raise CheckFailed("the second step differs from the reference; call optimizer.zero_grad() before loss.backward(), "
                               "otherwise gradients accumulate across steps.")
-    return "the loss and the parameters after two SGD steps match the reference step on a small random GPT-2"
+    return "the loss (a Python float) and the parameters after two SGD steps match the reference step on a small random GPT-2"
 
 
 # --------------------------------------------------------------------------- 4. decoding
@@ -238,28 +306,27 @@ def _kept(logits: torch.Tensor) -> torch.Tensor:
 
 
 def _check_filter_output(out, logits, what: str) -> torch.Tensor:
-    """Shape, -inf for removed tokens, unchanged values for kept ones."""
-    out = _expect_tensor(out, f"the filtered logits {what}", logits.shape)
-    if torch.isnan(out).any():
-        raise CheckFailed(f"the filtered logits {what} contain NaN; set removed tokens to -inf and leave the others as they are.")
-    kept = _kept(out)
-    if not torch.equal(out[kept], logits[kept]):
-        raise CheckFailed(f"some kept logits {what} changed value; a filter only sets removed tokens to -inf.")
-    if (out[~kept] != float("-inf")).any():
-        raise CheckFailed(f"removed tokens {what} should be set to -inf (so that softmax gives them probability 0).")
-    return kept
+    """Shape, dtype, -inf for removed tokens, unchanged values for kept ones; returns the kept tokens."""
+    out = _expect_tensor(out, f"the filtered logits {what}", logits.shape, finite="no-nan").detach()
+    changed = out != logits  # -inf inputs stay -inf
+    if changed.any():
+        values = out[changed].unique()
+        if len(values) == 1 and values[0] == 0:
+            raise CheckFailed(f"removed tokens {what} are set to 0, which softmax still gives probability; set them to -inf.")
+        if len(values) == 1 and math.isfinite(values[0]) and values[0] <= -1e3:
+            raise CheckFailed(f"removed tokens {what} are set to {float(values[0]):.0e}, not -inf; use float('-inf') as "
+                              "transformers' filters do, so that removed tokens get probability exactly 0 and stay "
+                              "recognisably removed (torch.isinf) when filters are combined.")
+        if (values != -INF).any():
+            raise CheckFailed(f"some logits {what} changed value; a filter sets removed tokens to -inf and leaves the others as they are.")
+    return _kept(out)
 
 
-def _no_in_place(fn, logits, *args):
-    """Call a filter on a copy and fail if it modified its input."""
-    copy_ = logits.clone()
-    out = _call(fn, copy_, *args)
-    if not torch.equal(copy_.nan_to_num(), logits.nan_to_num()):
-        raise CheckFailed("your function changed the logits passed to it; work on a copy (e.g. masked_fill rather than masked_fill_).")
-    return out
+def _logits_probe() -> tuple:
+    return (torch.zeros(1, 2),)
 
 
-@exercise(reference=decoding.temperature_softmax)
+@exercise(reference=decoding.temperature_softmax, probe=lambda: (*_logits_probe(), 1.0))
 def temperature_softmax(fn):
     """Compare with softmax(TemperatureLogitsWarper(t)(logits)) from transformers."""
     from transformers import TemperatureLogitsWarper
@@ -267,25 +334,30 @@ def temperature_softmax(fn):
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(4, 20, generator=g) * 3
     filtered = logits.clone()
-    filtered[:, ::3] = float("-inf")
+    filtered[:, ::3] = -INF
     cases = [(logits, 1.0), (logits, 0.5), (logits, 2.0), (logits[:1], 0.7), (filtered, 0.8), (logits * 100, 0.01)]
     for z, t in cases:
-        out = _expect_tensor(_no_in_place(fn, z, t), f"for t = {t}", z.shape)
         expected = torch.softmax(TemperatureLogitsWarper(t)(None, z.clone()), dim=-1)
-        if not torch.isfinite(out).all():
+        out = _call(fn, z, t, names=("logits", None))
+        out = _expect_tensor(out, f"the probabilities for t = {t}", z.shape, finite=None).detach()
+        if not torch.isfinite(out).all() and z.abs().max() > 100:
             raise CheckFailed(f"with large logits and t = {t} you get NaN or inf; subtract each row's maximum before exp "
-                              "(or use torch.softmax), and give -inf logits probability 0.")
+                              "(or use torch.softmax).")
+        _expect_tensor(out, f"the probabilities for t = {t}" + (" and logits with -inf" if (z == -INF).any() else ""))
         if torch.allclose(out, expected, atol=1e-5):
             continue
         if torch.allclose(out, torch.softmax(z * t, -1), atol=1e-5):
             raise CheckFailed(f"you multiply the logits by t = {t}; divide them by t (t < 1 sharpens, t > 1 flattens).")
-        if not torch.allclose(out.sum(-1), torch.ones(len(z)), atol=1e-4):
-            raise CheckFailed(f"row 0 of your probabilities sums to {out[0].sum():.2f}; apply the softmax over the last dimension (the vocabulary).")
+        sums = out.sum(-1)
+        if ((sums - 1).abs() > 1e-4).any():
+            row = _first_bad((sums - 1).abs() > 1e-4)[0]
+            raise CheckFailed(f"row {row} of your probabilities sums to {sums[row]:.2f}; apply the softmax over the last dimension (the vocabulary).")
         raise CheckFailed(f"for t = {t} your probabilities differ from softmax(logits / t) by up to {(out - expected).abs().max():.4f}.")
+    _check_device(fn, (logits, 0.7), _device_hint("the logits"))
     return "matches transformers' TemperatureLogitsWarper + softmax for 5 temperatures, incl. -inf logits and large logits"
 
 
-@exercise(reference=decoding.top_k_filter)
+@exercise(reference=decoding.top_k_filter, probe=lambda: (*_logits_probe(), 1))
 def top_k_filter(fn):
     """Compare the kept tokens with transformers' TopKLogitsWarper (ties at the k-th value are all kept)."""
     from transformers import TopKLogitsWarper
@@ -295,18 +367,28 @@ def top_k_filter(fn):
     ties = torch.randint(0, 4, (3, 30), generator=g).float()  # many equal logits
     cases = [(logits, 5), (logits, 1), (logits[:1], 30), (logits, 50), (ties, 4), (ties[:1], 1)]
     for z, k in cases:
-        out = _no_in_place(fn, z, k)
-        kept = _check_filter_output(out, z, f"for k = {k}")
         expected = _kept(TopKLogitsWarper(k)(None, z.clone()))
+        vocab = z.shape[-1]
+        try:
+            out = _call(fn, z, k, names=("logits", None))
+        except CheckFailed as failure:
+            if k > vocab and "out of range" in str(failure):
+                raise CheckFailed(f"with k = {k}, more than the {vocab} tokens of the vocabulary, every token must be kept, "
+                                  "but your function raised an error: torch.topk accepts at most k = vocabulary size.") from None
+            raise
+        kept = _check_filter_output(out, z, f"for k = {k}")
         if torch.equal(kept, expected):
             continue
         row = int((kept != expected).any(-1).nonzero()[0])
         n_kept, n_expected = int(kept[row].sum()), int(expected[row].sum())
-        if n_expected > min(k, z.shape[-1]):
+        if k >= vocab:
+            raise CheckFailed(f"with k = {k} >= the vocabulary size {vocab} every token must be kept, but row {row} keeps {n_kept}.")
+        if n_expected > k:
             raise CheckFailed(f"row {row} has ties at the k-th largest logit (k = {k}); keep every token whose logit is >= the "
                               f"k-th largest value ({n_expected} tokens, as transformers does), you kept {n_kept}.")
         raise CheckFailed(f"for k = {k} row {row} keeps {n_kept} tokens but should keep the {n_expected} largest logits.")
-    return "keeps the same tokens as transformers' TopKLogitsWarper, incl. k = 1, k >= vocabulary and ties"
+    _check_device(fn, (logits, 5), _device_hint("the logits", " (e.g. torch.full_like(logits, float('-inf')))"))
+    return "keeps the same tokens as transformers' TopKLogitsWarper, incl. k = 1, k >= vocabulary, ties, and leaves the logits unchanged"
 
 
 def _near_boundary(z: torch.Tensor, p: float) -> bool:
@@ -315,7 +397,7 @@ def _near_boundary(z: torch.Tensor, p: float) -> bool:
     return bool(((probs.cumsum(-1) - p).abs() < 1e-5).any())
 
 
-@exercise(reference=decoding.top_p_filter)
+@exercise(reference=decoding.top_p_filter, probe=lambda: (*_logits_probe(), 0.5))
 def top_p_filter(fn):
     """Compare the kept tokens with transformers' TopPLogitsWarper (min_tokens_to_keep = 1)."""
     from transformers import TopPLogitsWarper
@@ -323,12 +405,14 @@ def top_p_filter(fn):
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(4, 40, generator=g) * 2
     after_top_k = logits.clone()
-    after_top_k[:, 10:] = float("-inf")
+    after_top_k[:, 10:] = -INF
     cases = [(logits, p) for p in (0.1, 0.5, 0.9, 0.95, 1.0)] + [(logits[:1], 1e-6), (after_top_k, 0.8)]
     for z, p in cases:
-        out = _no_in_place(fn, z, p)
-        kept = _check_filter_output(out, z, f"for p = {p}")
         expected = _kept(TopPLogitsWarper(p)(None, z.clone()))
+        order = torch.sort(z, dim=-1, descending=True, stable=True).indices
+        in_sorted_order = expected.gather(-1, order)  # the decision of rank r at position r
+        out = _call(fn, z, p, names=("logits", None))
+        kept = _check_filter_output(out, z, f"for p = {p}")
         if p >= 1.0 and not torch.equal(kept, torch.isfinite(z)):
             raise CheckFailed(f"with p = 1 every token must be kept, but you removed {int((torch.isfinite(z) & ~kept).sum())}; "
                               "check the comparison with p (floating-point sums can reach 1.0 early).")
@@ -343,76 +427,163 @@ def top_p_filter(fn):
             if n_kept > n_expected:
                 raise CheckFailed(f"for p = {p} row {row} keeps {n_kept} tokens, but the {n_expected} most likely already have "
                                   f"probability {probs[expected[row]].sum():.3f} >= p; stop at the first token that reaches p.")
-            raise CheckFailed(f"for p = {p} row {row} keeps the right number of tokens but not the most likely ones; sort by probability, descending.")
+            if torch.equal(kept[row], in_sorted_order[row]) or torch.equal(kept[row], in_sorted_order[row].gather(-1, order[row])):
+                raise CheckFailed(f"for p = {p} row {row} keeps the right number of tokens at the wrong places: your mask is still "
+                                  "in sorted order; map it back to vocabulary order (the token at sorted position r is "
+                                  "order[r], e.g. mask.scatter(-1, order, sorted_mask)).")
+            raise CheckFailed(f"for p = {p} row {row} keeps the right number of tokens but not the most likely ones; "
+                              "rank the tokens by probability, descending.")
     # ties: equal logits may be ordered either way, so compare the number kept and that the kept ones are the largest
     uniform = torch.zeros(2, 4)
     uniform[1] = torch.tensor([1.0, 1.0, 0.0, 0.0])
     for p in (0.5, 0.6):
-        out = _no_in_place(fn, uniform, p)
-        kept = _check_filter_output(out, uniform, f"for tied logits and p = {p}")
         expected = _kept(TopPLogitsWarper(p)(None, uniform.clone()))
+        out = _call(fn, uniform, p, names=("logits", None))
+        kept = _check_filter_output(out, uniform, f"for tied logits and p = {p}")
         for row in range(2):
             counts_match = int(kept[row].sum()) == int(expected[row].sum())
             top_set = kept[row].all() or bool(uniform[row][kept[row]].min() >= uniform[row][~kept[row]].max())
             if not (counts_match and top_set):
                 raise CheckFailed(f"for the tied logits {uniform[row].tolist()} and p = {p} you keep {int(kept[row].sum())} tokens; "
                                   f"the smallest set reaching p has {int(expected[row].sum())} tokens.")
-    return "keeps the same tokens as transformers' TopPLogitsWarper for 6 values of p, incl. p = 1, tiny p, -inf inputs and ties"
+    _check_device(fn, (logits, 0.9), _device_hint("the logits"))
+    return ("keeps the same tokens as transformers' TopPLogitsWarper for 7 values of p, incl. p = 1, tiny p, -inf inputs "
+            "and ties, and leaves the logits unchanged")
 
 
 def _check_generation(out, prompt, expected, what: str) -> torch.Tensor:
-    """Shape and prompt checks shared by greedy and beam search."""
-    out = _expect_tensor(out, what)
+    """Shape, dtype and prompt checks shared by greedy and beam search."""
+    out = _expect_tensor(out, what, dtype=None, finite=None)
     if out.shape == (prompt.shape[0], expected.shape[1] - prompt.shape[1]) and prompt.shape[1] > 0:
         raise CheckFailed(f"{what} has shape {_fmt(out.shape)}: return the prompt followed by the new tokens, "
                           f"shape {_fmt(expected.shape)}.")
-    _expect_tensor(out, what, expected.shape)
+    _expect_tensor(out, what, expected.shape, dtype=torch.long, finite=None)
     if not torch.equal(out[:, :prompt.shape[1]], prompt):
         raise CheckFailed(f"{what} does not start with the prompt; append new tokens after input_ids.")
     return out
 
 
-@exercise(reference=decoding.greedy_decode)
+def _decode_probe(*args) -> tuple:
+    return (copy.deepcopy(_random_lm()), torch.zeros(1, 1, dtype=torch.long), *args)
+
+
+@exercise(reference=decoding.greedy_decode, probe=lambda: _decode_probe(1))
 def greedy_decode(fn):
     """Compare with ``model.generate(do_sample=False, num_beams=1)`` on a small random GPT-2 (equal-length prompts)."""
     model = _random_lm()
+    yours = copy.deepcopy(model)  # what the student's code does to its model stays there
     g = torch.Generator().manual_seed(0)
     for batch, length, new in [(2, 4, 5), (1, 1, 3), (3, 6, 1)]:
         prompt = torch.randint(0, 50, (batch, length), generator=g)
         expected = _generate(model, prompt, new)
-        out = _check_generation(_call(fn, model, prompt.clone(), new), prompt, expected,
+        out = _check_generation(_call(fn, yours, prompt, new, names=(None, "input_ids", None)), prompt, expected,
                                 f"the output for {batch} prompts of length {length} and max_new_tokens={new}")
         if not torch.equal(out, expected):
             b, t = _first_bad(out != expected)
             raise CheckFailed(f"new token {t - length} of sequence {b} is {int(out[b, t])} but greedy decoding picks "
                               f"{int(expected[b, t])}, the argmax of the logits at the last position.")
+    _check_device(fn, (model, prompt, 2), _device_hint("input_ids"))
     return "identical tokens to transformers' generate(do_sample=False) for batch 1 and 3, prompt length 1, 1 to 5 new tokens"
 
 
-@exercise(reference=decoding.beam_search)
+# Beam search: a random GPT-2 with flat next-token distributions (scale 1.5) on which beam search, greedy decoding,
+# beams that each grow by their own argmax, and a ranking by the last token only all give different tokens on the
+# first case; at every step the num_beams-th and the next candidate differ by more than 5e-3 in log-probability,
+# far above float32 rounding. tests/test_checks_lm.py verifies that each of these mistakes is told apart.
+_BEAM_MODEL = dict(seed=1, scale=1.5)
+_BEAM_CASES = [(2, 3, 3, 5), (1, 1, 2, 4), (1, 4, 1, 3), (2, 2, 4, 1), (1, 2, 4, 6)]  # (batch, prompt length, beams, new)
+
+
+@torch.no_grad()
+def _beam_mistake(model, input_ids: torch.Tensor, num_beams: int, max_new_tokens: int, mistake: str) -> torch.Tensor:
+    """What beam search returns with a known mistake: "own_argmax" (after the first step each beam grows by its own
+    most likely token) or "last_token" (candidates ranked by their last token's log-probability only)."""
+    batch = input_ids.shape[0]
+    beams = input_ids.repeat_interleave(num_beams, dim=0)  # (batch * beams, seq)
+    scores = torch.full((batch, num_beams), -INF)
+    scores[:, 0] = 0.0
+    for step in range(max_new_tokens):
+        lp = torch.log_softmax(model(input_ids=beams).logits[:, -1].float(), dim=-1)  # (batch * beams, vocab)
+        vocab = lp.shape[-1]
+        if mistake == "own_argmax" and step > 0:
+            best = lp.max(-1)
+            scores = scores + best.values.view(batch, num_beams)
+            beams = torch.cat([beams, best.indices[:, None]], dim=-1)
+            continue
+        base = torch.where(scores.isinf(), scores, torch.zeros_like(scores)) if mistake == "last_token" else scores
+        total = (base.reshape(-1, 1) + lp).view(batch, num_beams * vocab)
+        scores, flat = torch.topk(total, num_beams, dim=-1)
+        rows = (torch.arange(batch)[:, None] * num_beams + flat // vocab).view(-1)
+        beams = torch.cat([beams[rows], (flat % vocab).view(-1, 1)], dim=-1)
+    best = scores.argmax(-1) if mistake != "last_token" else torch.zeros(batch, dtype=torch.long)
+    return beams.view(batch, num_beams, -1)[torch.arange(batch), best]
+
+
+class _RecordInputs:
+    """Record the input_ids of every forward call of a model while the student's function runs."""
+
+    def __init__(self, model):
+        self.model, self.calls = model, []
+
+    def __enter__(self):
+        def hook(module, args, kwargs):
+            ids = kwargs.get("input_ids", args[0] if args else None)
+            if isinstance(ids, torch.Tensor):
+                self.calls.append(ids.detach().clone())
+        self.handle = self.model.register_forward_pre_hook(hook, with_kwargs=True)
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.remove()
+
+    def duplicate_after_first_step(self, prompt_len: int) -> bool:
+        """True if, once tokens were added, some call holds the same sequence twice (beams that are copies)."""
+        return any(ids.dim() == 2 and ids.shape[1] > prompt_len and len(ids.unique(dim=0)) < len(ids) for ids in self.calls)
+
+
+@exercise(reference=decoding.beam_search, probe=lambda: _decode_probe(2, 1))
 def beam_search(fn):
     """Compare with ``model.generate(num_beams=B, do_sample=False, length_penalty=0, early_stopping=True)``, no EOS."""
     sequence_log_likelihood = logprobs.sequence_log_likelihood
 
-    model = _random_lm()
-    g = torch.Generator().manual_seed(1)
-    for batch, length, beams, new in [(2, 3, 3, 4), (1, 1, 2, 3), (1, 4, 1, 3), (2, 2, 4, 1), (1, 2, 4, 6)]:
+    model = _random_lm(**_BEAM_MODEL)
+    yours = copy.deepcopy(model)  # what the student's code does to its model stays there
+    g = torch.Generator().manual_seed(0)
+    runs = []  # (prompt, beams, new, expected, out, record) of every case: a mistake is named only if it explains all
+    for batch, length, beams, new in _BEAM_CASES:
         prompt = torch.randint(0, 50, (batch, length), generator=g)
         expected = _generate(model, prompt, new, num_beams=beams)
-        out = _check_generation(_call(fn, model, prompt.clone(), beams, new), prompt, expected,
-                                f"the output for {batch} prompts, num_beams={beams}, max_new_tokens={new}")
-        if torch.equal(out, expected):
-            continue
+        with _RecordInputs(yours) as record:
+            out = _call(fn, yours, prompt, beams, new, names=(None, "input_ids", None, None))
+        out = _check_generation(out, prompt, expected, f"the output for {batch} prompts, num_beams={beams}, max_new_tokens={new}")
+        runs.append((prompt, beams, new, expected, out, record))
+    wrong = [run for run in runs if not torch.equal(run[4], run[3])]
+    if wrong:
+        prompt, beams, new, expected, out, _ = wrong[0]
+        length = prompt.shape[1]
         b = int((out != expected).any(-1).nonzero()[0])
         got_lp = float(sequence_log_likelihood(model, out[b:b + 1], length))
         best_lp = float(sequence_log_likelihood(model, expected[b:b + 1], length))
-        greedy = _generate(model, prompt, new)
-        if beams > 1 and torch.equal(out[b], greedy[b]):
+        explains = lambda mistake: all(torch.equal(o, mistake(p, k, n)) for p, k, n, _, o, _ in runs)  # noqa: E731
+        if any(record.duplicate_after_first_step(p.shape[1]) for p, _, _, _, _, record in runs):
+            raise CheckFailed(f"with num_beams={beams} some of your beams are copies of the same sequence: all beams start as "
+                              "the same prompt, so expanding every copy at the first step keeps one continuation several "
+                              "times; expand only one copy at the first step (start the others with score -inf).")
+        if explains(lambda p, k, n: _generate(model, p, n)):
             raise CheckFailed(f"with num_beams={beams} you return the greedy sequence (log-probability {got_lp:.2f}) but beam search "
                               f"finds one with {best_lp:.2f}; keep the num_beams best prefixes and expand every one of them.")
-        if got_lp < best_lp - 1e-4:
-            raise CheckFailed(f"for prompt {b} (num_beams={beams}) your sequence has log-probability {got_lp:.2f}, generate's best beam "
-                              f"{best_lp:.2f}; rank candidates by the running sum of log-probabilities (add each step's to the beam's score).")
-        raise CheckFailed(f"for prompt {b} (num_beams={beams}) your sequence differs from generate's beam search; keep exactly "
-                          "num_beams candidates per step, ranked by the summed log-probability.")
-    return "identical tokens to transformers' beam search (length_penalty=0, no EOS) for 1-4 beams, batch 1 and 2"
+        if explains(lambda p, k, n: _beam_mistake(model, p, k, n, "own_argmax")):
+            raise CheckFailed(f"with num_beams={beams} each of your beams grows by its own most likely token only (log-probability "
+                              f"{got_lp:.2f}, beam search finds {best_lp:.2f}); at every step score all num_beams x vocabulary "
+                              "extensions together and keep the num_beams best of them.")
+        if explains(lambda p, k, n: _beam_mistake(model, p, k, n, "last_token")):
+            raise CheckFailed(f"you rank the candidates by the log-probability of their last token only (your sequence has "
+                              f"{got_lp:.2f}, beam search finds {best_lp:.2f}); add it to the beam's running score, the sum "
+                              "of the log-probabilities of all its new tokens.")
+        raise CheckFailed(f"for prompt {b} (num_beams={beams}, max_new_tokens={new}) your sequence has log-probability {got_lp:.2f} "
+                          f"and generate's best beam {best_lp:.2f}; at each step expand every beam by every token, keep the "
+                          "num_beams candidates of highest summed log-probability, and return the best at the end.")
+    batch, length, beams, new = _BEAM_CASES[0]
+    _check_device(fn, (model, torch.zeros(batch, length, dtype=torch.long), beams, 2),
+                  _device_hint("input_ids", " (e.g. torch.full(..., device=input_ids.device))"))
+    return "identical tokens to transformers' beam search (length_penalty=0, no EOS) for 1-4 beams, batch 1 and 2, prompt length 1"

@@ -36,7 +36,7 @@ def sinusoidal_positions(seq_len: int, d_model: int) -> torch.Tensor:
 
 def rope_angles(positions: torch.Tensor, d: int, base: float = 10000.0) -> torch.Tensor:
     """Rotation angles theta_{t,i} = t * base^(-2i/d) for each position t and pair i (Su et al., 2021)."""
-    inv_freq = base ** (-torch.arange(0, d, 2, dtype=torch.float32) / d)  # (d/2,)
+    inv_freq = base ** (-torch.arange(0, d, 2, dtype=torch.float32, device=positions.device) / d)  # (d/2,)
     return positions.to(torch.float32)[..., None] * inv_freq  # (..., seq, d/2)
 
 

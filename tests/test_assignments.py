@@ -83,6 +83,26 @@ def test_site_shows_solutions_only_with_the_instructor_switch():
     assert student.cells[2].outputs == [], "widget outputs (they need JS from a CDN) are dropped"
 
 
+def test_student_page_labels_check_lines_as_the_reference_solutions_and_shows_model_answers_only_to_instructors():
+    """Under a stub, '✅ ... all checks passed' would read as the student's result: the page says it is the reference's."""
+    passed = "\u2705 square: all checks passed (2 cases).\n"
+    solution = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("import rl4lm.profiles", metadata={"tags": ["colab-setup"]}),
+        nbformat.v4.new_code_cell("def square(x):\n    ### BEGIN SOLUTION\n    return x * x\n    ### END SOLUTION\n"),
+        nbformat.v4.new_code_cell("checks.square(square);", outputs=[nbformat.v4.new_output("stream", text="loading\n" + passed)]),
+        nbformat.v4.new_markdown_cell("**Your answer.**\n\n### BEGIN SOLUTION\nSquaring doubles the exponent.\n### END SOLUTION"),
+    ])
+    student = assignments.published(solution, "https://example.org/repo", solutions=False)
+    assert student.cells[2].outputs[0]["text"] == "loading\nreference solution: " + passed
+    assert solution.cells[2].outputs[0]["text"] == "loading\n" + passed, "the executed solution is not modified"
+    assert student.cells[3].source == "**Your answer.**\n\nYOUR ANSWER HERE"
+    shown = assignments.published(solution, "https://example.org/repo", solutions=True)
+    assert shown.cells[2].outputs[0]["text"] == "loading\nreference solution: " + passed, "the same page text in both versions"
+    answer = shown.cells[3].source
+    assert "SOLUTION" not in answer and "Squaring doubles the exponent." in answer
+    assert answer.startswith("**Your answer.**\n\n:::{admonition} Model answer\n") and answer.endswith("\n:::")
+
+
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
 def test_unfilled_student_notebook_runs_top_to_bottom(source):
     """A student who runs the notebook before filling anything in sees 'not implemented yet', never a crash."""
@@ -197,3 +217,13 @@ def test_committed_notebook_installs_exactly_the_release_tag_of_the_current_vers
     installs = re.findall(r"'rl4lm @ git\+([^'@]+)@([^']+)'", setup.source)
     assert installs == [(assignments.repository_url(), release_tag())], (
         f"{assignments.student_path(source).name} installs {installs}: run `make homework` and commit the result")
+
+
+def test_committed_notebook_shows_glued_numbers_by_name_for_colab():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(
+        "from {glue:text}`hw1_em_before:.0%` to {glue:text}`hw1_em_after` and {cite}`vaswani2017attention`")])
+    text = assignments.without_glue_roles(nb).cells[0].source
+    assert text == "from `hw1_em_before` to `hw1_em_after` and {cite}`vaswani2017attention`"
+    for source in SOURCES:
+        committed = assignments.student_path(source).read_text()
+        assert "{glue:" not in committed, f"{source.name}: Colab would show a raw glue role"

@@ -2,13 +2,16 @@
 
     python code/lectures/s01_next_token.py --prompt "this comedy was" --top 10
     RL4LM_PROFILE=full python code/lectures/s01_next_token.py --prompt "The movie was"
+
+A bad value (an empty prompt, --top beyond the vocabulary, a text longer than the model's context) is one line
+on stderr and exit status 2. Nothing is random: the same options print the same numbers.
 """
 from __future__ import annotations
 
-import argparse
 import math
 
 import torch
+from lecture_cli import Parser, context_length, run
 
 from rl4lm import profiles
 from rl4lm.lm import decoding, logprobs
@@ -29,15 +32,38 @@ def token_surprisals(model, tokenizer, text: str) -> list[tuple[str, float]]:
     return [(tokenizer.decode(int(t)), float(b)) for t, b in zip(ids[0, 1:], bits)]
 
 
-def main() -> None:
+def parser() -> Parser:
+    """The command line: every option with its help text."""
+    cli = Parser(__doc__)
+    cli.add_argument("--prompt", default="this comedy was",
+                     help="text after which the next-token distribution P(w | prompt) is printed (not empty)")
+    cli.add_argument("--text", default="this comedy was brilliant . i loved the acting .",
+                     help="text whose tokens' surprisal -log2 P(w_t | w_<t) is printed (at least two tokens)")
+    cli.add_argument("--top", type=int, default=10,
+                     help="how many of the most likely next tokens to print (from 1 to the vocabulary size)")
+    return cli
+
+
+def main(argv: list[str] | None = None) -> None:
     """Print the next-token distribution after a prompt and the surprisal of each token of a text."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--prompt", default="this comedy was")
-    parser.add_argument("--text", default="this comedy was brilliant . i loved the acting .")
-    parser.add_argument("--top", type=int, default=10)
-    args = parser.parse_args()
+    cli = parser()
+    args = cli.parse_args(argv)
+    for option, value in (("--prompt", args.prompt), ("--text", args.text)):
+        if not value.strip():
+            cli.error(f"{option} is empty: give it some text, e.g. {option} \"this comedy was\"")
+    if args.top < 1:
+        cli.error(f"--top must be at least 1, not {args.top}")
     profiles.describe_profile()
     tokenizer, model = profiles.load_tokenizer("lm"), profiles.load_model("lm")
+    vocabulary, context = model.config.vocab_size, context_length(model)
+    if args.top > vocabulary:
+        cli.error(f"--top {args.top} is more than the vocabulary of the model ({vocabulary} tokens)")
+    for option, value in (("--prompt", args.prompt), ("--text", args.text)):
+        length = len(tokenizer(value).input_ids)
+        if context is not None and length > context:
+            cli.error(f"{option} has {length} tokens, more than the model's context of {context}")
+    if len(tokenizer(args.text).input_ids) < 2:
+        cli.error(f"--text {args.text!r} is a single token; surprisal needs at least two (the first token has no prefix)")
     print(f"\nP(next token | {args.prompt!r}):")
     for token, p in top_next_tokens(model, tokenizer, args.prompt, args.top):
         print(f"  {token!r:>16} {p:6.3f} {'#' * round(60 * p)}")
@@ -47,4 +73,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

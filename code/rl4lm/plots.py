@@ -40,3 +40,18 @@ def show_table(rows: list[dict], precision: int = 3) -> None:
 
     style = pd.DataFrame(rows).style.hide(axis="index").format(precision=precision)
     display(style.set_properties(**{"text-align": "left", "vertical-align": "top", "padding": "3px 8px"}))
+
+
+def quote(name: str, value) -> None:
+    """Keep a number that the text quotes: pasted into the book's prose (myst-nb ``glue``) and printed as name = value.
+
+    In Colab or Jupyter the text shows the name, and this printed line gives its value.
+    """
+    try:
+        from myst_nb import glue
+    except ImportError:  # no book build here: printing is all there is to do
+        glue = None
+    if glue is not None:
+        glue(name, value, display=False)
+    shown = f"{value:.4g}" if isinstance(value, float) else value
+    print(f"  \u21b3 {name} = {shown}")

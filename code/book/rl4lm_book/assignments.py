@@ -245,10 +245,25 @@ def book_of(source: Path) -> Path:
     return Path(source).absolute().parents[2]
 
 
+GLUE_ROLE = re.compile(r"\{glue:text\}`(\w+)(?::[^`]*)?`")
+
+
+def without_glue_roles(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Markdown for Colab and Jupyter, which know no myst-nb roles: a glued number shows as its `name`.
+
+    The experiment cells print ``name = value`` for each (``rl4lm.plots.quote``); the website pastes the values instead.
+    """
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cell.source = GLUE_ROLE.sub(r"`\1`", cell.source)
+    return nb
+
+
 def generated_student_text(source: Path) -> str:
     """The committed text of the student notebook generated from ``source`` (HomeworkError if the source is malformed)."""
     book = book_of(source)
-    return render(without_outputs(student_notebook(read_source(source), repository_url(book), release_tag(book), source=source)))
+    student = student_notebook(read_source(source), repository_url(book), release_tag(book), source=source)
+    return render(without_outputs(without_glue_roles(student)))
 
 
 def generate(root: Path = ROOT) -> list[Path]:
@@ -299,18 +314,51 @@ def run_solution(source: Path, timeout: int = 900) -> tuple[nbformat.NotebookNod
     return nb, None
 
 
+CHECK_PASSED = "\u2705"  # how a checker's success line starts (rl4lm.checks)
+REFERENCE_LABEL = "reference solution: "
+MODEL_ANSWER_OPEN, MODEL_ANSWER_CLOSE = ":::{admonition} Model answer\n:class: tip", ":::"
+
+
+def label_reference_outputs(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Prefix each check line of the solution run with 'reference solution: ' (in place).
+
+    On the student page a check's ✅ sits under a stub the student has not filled yet; the label says whose run it is.
+    """
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream":
+                text = "".join(output.get("text", ""))
+                output["text"] = re.sub(f"^(?={CHECK_PASSED})", REFERENCE_LABEL, text, flags=re.MULTILINE)
+    return nb
+
+
+def model_answer_boxes(text: str) -> str:
+    """A markdown cell's written-answer region as a 'Model answer' admonition instead of its marker lines (headings in MyST)."""
+    lines = []
+    for line in text.split("\n"):
+        marker = MARKER.match(line)
+        lines.append(line if marker is None else MODEL_ANSWER_OPEN if marker.group(1) == "BEGIN" else MODEL_ANSWER_CLOSE)
+    return "\n".join(lines)
+
+
 def published(solution_executed: nbformat.NotebookNode, url: str, solutions: bool, ref: str | None = None,
               source: Path | None = None) -> nbformat.NotebookNode:
     """The page shown on the site: student code (or solutions) with the outputs of the solution run.
 
-    The set-up cell's code is folded away on the site (tag ``hide-input``); Colab shows it as usual.
+    The set-up cell's code is folded away on the site (tag ``hide-input``); Colab shows it as usual. Each check line
+    of the solution run reads "reference solution: ✅ ...": on the student page the code above it is a stub. With
+    solutions shown, a written answer (markdown between the solution markers) becomes a "Model answer" box.
     """
     if solutions:
         solution_regions(solution_executed, source)
         nb = copy.deepcopy(solution_executed)
         _set_setup_cell(nb, url, ref or release_tag(), source)
+        for cell in nb.cells:
+            if cell.cell_type == "markdown":
+                cell.source = model_answer_boxes(cell.source)
     else:
         nb = student_notebook(solution_executed, url, ref, source)
+    label_reference_outputs(nb)
     for cell in nb.cells:
         if SETUP_TAG in cell.metadata.get("tags", []):
             cell.metadata["tags"] = [*cell.metadata["tags"], "hide-input"]

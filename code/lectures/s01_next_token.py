@@ -11,9 +11,9 @@ from __future__ import annotations
 import math
 
 import torch
-from lecture_cli import Parser, context_length, run
 
 from rl4lm import profiles
+from rl4lm.labs import Parser, context_length, run_main
 from rl4lm.lm import decoding, logprobs
 
 
@@ -73,4 +73,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    run(main)
+    run_main(main)

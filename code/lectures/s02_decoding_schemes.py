@@ -12,9 +12,9 @@ longer than the model's context) is one line on stderr and exit status 2.
 from __future__ import annotations
 
 import torch
-from lecture_cli import Parser, context_length, run
 
 from rl4lm import profiles
+from rl4lm.labs import Parser, context_length, run_main
 from rl4lm.lm import decoding, logprobs
 
 MAX_SEED = 2**63 - 1  # torch generators take 64-bit seeds
@@ -100,4 +100,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    run(main)
+    run_main(main)

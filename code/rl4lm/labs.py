@@ -1,5 +1,6 @@
-"""What every single-file lab in ``code/labs`` shares: arguments from a dataclass, metric lines, one final JSON line.
+"""What the runnable scripts share (labs in ``code/labs``, lecture scripts in ``code/lectures``).
 
+A command line whose every mistake is one line on stderr, never a traceback (:class:`Parser`, :func:`run_main`).
 A lab (CleanRL style) declares its arguments as a dataclass, parses them with :func:`parse_args`,
 prints named metrics with :func:`log` while it trains and ends with :func:`finish`, whose JSON line
 is what tests, benchmarks and instructors read.
@@ -9,12 +10,46 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import typing
+from pathlib import Path
+
+from .errors import ProfileError
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The script's docstring as written (its usage examples), and each option's default after its help text."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, except that a bad option or value is one line (argparse prints the usage first) and exit status 2."""
+
+    def __init__(self, description: str | None = None, show_defaults: bool = True):
+        formatter = HelpFormatter if show_defaults else argparse.RawDescriptionHelpFormatter
+        super().__init__(description=description, formatter_class=formatter)
+
+    def error(self, message: str):
+        """Print ``<script>: error: <message>; see --help`` and exit with status 2."""
+        self.exit(2, f"{self.prog}: error: {message}; see --help\n")
+
+
+def run_main(main) -> None:
+    """Call ``main()``; a set-up problem (rl4lm's ProfileError) becomes one line on stderr and exit status 1."""
+    try:
+        main()
+    except ProfileError as error:
+        sys.exit(f"{Path(sys.argv[0]).name}: {error}")
+
+
+def context_length(model) -> int | None:
+    """How many positions the model can attend to (GPT-2: n_positions), or None if its config does not say."""
+    config = model.config
+    return getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
 
 
 def parse_args(cls, argv: list[str] | None = None, description: str | None = None):
     """An instance of the dataclass ``cls`` from the command line: one ``--flag`` per field, its comment as help."""
-    parser = argparse.ArgumentParser(description=description or cls.__doc__)
+    parser = Parser(description=description or cls.__doc__, show_defaults=False)  # the help texts say the defaults
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
         kind = hints[field.name]

@@ -105,3 +105,12 @@ def test_colab_launch_button_only_on_notebooks(built_site):
     for page in PAGES:
         if (ROOT / f"{page}.md").exists():
             assert "colab.research.google.com" not in (built_site / f"{page}.html").read_text(encoding="utf-8"), page
+
+
+def test_every_bibliography_entry_is_cited():
+    """references.bib holds the works the pages cite, no more (the bibliography page lists what is cited)."""
+    keys = re.findall(r"@\w+\{([^,\s]+),", (ROOT / "references.bib").read_text())
+    pages = "".join(p.read_text() for p in [*ROOT.glob("*.md"), *(ROOT / "sessions").glob("*.md"), *(ROOT / "homework" / "solutions").glob("*.md")])
+    assert len(keys) == len(set(keys)), "a bibtex key is defined twice"
+    uncited = [key for key in keys if key not in pages]
+    assert not uncited, f"uncited entries in references.bib: {uncited}"

@@ -126,19 +126,24 @@ def model_source(name: str) -> tuple[str, dict]:
     return _tiny_path(role), {}
 
 
+def _load_error(role: roles.Role, source: str, error: Exception) -> ProfileError:
+    """One sentence for a failed load: the hub in ``full``, a damaged tiny folder (and how to rebuild it) in ``tiny``."""
+    if current_profile() == "full":
+        return hub.hub_error(role, error)
+    what = "" if role.is_model else "data set "
+    return ProfileError(f"Could not load the tiny {what}'{role.name}' from {source} ({type(error).__name__}); rebuild the "
+                        "tiny assets with `python -m rl4lm.assets.tiny --force`.")
+
+
 def _load_pretrained(name: str, load):
     """Call ``load(source, **kwargs)`` for a model role; in ``full`` fail at once, in one sentence, without the hub."""
     source, kwargs = model_source(name)
-    full = current_profile() == "full"
-    if full and not hub.hub_reachable():
+    if current_profile() == "full" and not hub.hub_reachable():
         kwargs = {**kwargs, "local_files_only": True}
     try:
         return load(source, **kwargs)
     except OSError as error:
-        if full:
-            raise hub.hub_error(roles.role(name), error) from None
-        raise ProfileError(f"Could not load the tiny '{name}' from {source} ({type(error).__name__}); rebuild the "
-                           "tiny assets with `python -m rl4lm.assets.tiny --force`.") from None
+        raise _load_error(roles.role(name), source, error) from None
 
 
 def load_tokenizer(name: str = "lm"):
@@ -197,7 +202,4 @@ def load_dataset(name: str, split: str | None = None):
         with hub.offline_for_this_call() if offline else contextlib.nullcontext():
             return _course_splits(datasets.load_dataset(source, **kwargs), role)
     except (OSError, ConnectionError) as error:
-        if current_profile() == "full":
-            raise hub.hub_error(role, error) from None
-        raise ProfileError(f"Could not load the tiny data set '{name}' from {source} ({type(error).__name__}); rebuild "
-                           "the tiny assets with `python -m rl4lm.assets.tiny --force`.") from None
+        raise _load_error(role, source, error) from None

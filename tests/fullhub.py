@@ -1,7 +1,7 @@
 """An offline stand-in for the Hugging Face hub, so that the tests can run the ``full`` profile without a network.
 
 :func:`build` writes, into one folder, what a student's Colab holds after the ``full`` profile has loaded every
-role once: the six hub repositories of :mod:`rl4lm.assets.roles` under their real names, at their real commits,
+role once: the seven hub repositories of :mod:`rl4lm.assets.roles` under their real names, at their real commits,
 with their real file layout, but with small contents made from the tiny assets:
 
 ==================================  =====================================================================
@@ -24,6 +24,13 @@ repository                          stand-in
 ``rajpurkar/squad``                 config ``plain_text``: ``id``, ``title``, ``context``, ``question``,
                                     ``answers`` {text, answer_start} in
                                     ``plain_text/{train,validation}-00000-of-00001.parquet``
+``aps/super_glue``                  configs ``copa`` (``premise``, ``choice1``, ``choice2``, ``question``,
+                                    ``idx``, ``label``), ``rte`` (``premise``, ``hypothesis``, ``idx``,
+                                    ``label``) and ``boolq`` (``question``, ``passage``, ``idx``, ``label``),
+                                    labels as ClassLabels, in
+                                    ``<config>/{train,validation,test}-00000-of-00001.parquet``; the test
+                                    splits' labels are -1 (hidden), as SuperGLUE's; only these three of
+                                    SuperGLUE's configs
 ==================================  =====================================================================
 
 Models are safetensors only. Each data set's ``README.md`` carries the ``dataset_info``/``configs`` YAML of the
@@ -72,6 +79,7 @@ COMMITS = {
     "stanfordnlp/imdb": "e6281661ce1c48d982bc483cf8a173c1bbeb5d31",
     "trl-lib/ultrafeedback_binarized": "47124cb5778f5d50de1c7676a412828f3ea7c555",
     "rajpurkar/squad": "7b6d24c440a36b6815f21b70d25016731768db1f",
+    "aps/super_glue": "3de24cf8022e94f4ee4b9d55a6f539891524d646",
 }
 # Branches other than main: distilbert-imdb's safetensors weights exist only on the conversion bot's pull request
 # refs/pr/5, which roles.py pins. Its commit was not verified, so the stand-in names one that no hub commit has.
@@ -79,7 +87,8 @@ OTHER_REFS = {"lvwerra/distilbert-imdb": ("refs/pr/5", "5afe7e45f05e5afe7e45f05e
 LFS_SUFFIXES = (".safetensors", ".parquet", ".bin")  # stored as LFS objects on the hub: blob named by SHA-256
 SIZES = {"imdb": {"train": 1000, "test": 1000, "unsupervised": 200},  # enough for every page: 1,000 test reviews
          "ultrafeedback": {"train": 1000, "test": 100},
-         "squad": {"train": 4000, "validation": 300}}  # homework 1 fine-tunes on 4,000 SQuAD rows in full
+         "squad": {"train": 4000, "validation": 300},  # homework 1 fine-tunes on 4,000 SQuAD rows in full
+         "super_glue": {"train": 100, "validation": 100, "test": 50}}  # per task: copa, rte, boolq
 
 CHAT_TEMPLATE = (  # ChatML as Qwen2.5's template writes it (without tools), default system prompt included
     "{%- if messages[0]['role'] == 'system' %}"
@@ -194,6 +203,105 @@ configs:
   default: true
 ---
 # Stand-in for rajpurkar/squad (tests only): extractive questions about tiny synthetic reviews.
+"""
+
+SUPER_GLUE_CARD = """---
+pretty_name: SuperGLUE
+dataset_info:
+- config_name: boolq
+  features:
+  - name: question
+    dtype: string
+  - name: passage
+    dtype: string
+  - name: idx
+    dtype: int32
+  - name: label
+    dtype:
+      class_label:
+        names:
+        - 'False'
+        - 'True'
+  splits:
+  - name: train
+    num_examples: {boolq_train}
+  - name: validation
+    num_examples: {boolq_validation}
+  - name: test
+    num_examples: {boolq_test}
+- config_name: copa
+  features:
+  - name: premise
+    dtype: string
+  - name: choice1
+    dtype: string
+  - name: choice2
+    dtype: string
+  - name: question
+    dtype: string
+  - name: idx
+    dtype: int32
+  - name: label
+    dtype:
+      class_label:
+        names:
+          '0': choice1
+          '1': choice2
+  splits:
+  - name: train
+    num_examples: {copa_train}
+  - name: validation
+    num_examples: {copa_validation}
+  - name: test
+    num_examples: {copa_test}
+- config_name: rte
+  features:
+  - name: premise
+    dtype: string
+  - name: hypothesis
+    dtype: string
+  - name: idx
+    dtype: int32
+  - name: label
+    dtype:
+      class_label:
+        names:
+          '0': entailment
+          '1': not_entailment
+  splits:
+  - name: train
+    num_examples: {rte_train}
+  - name: validation
+    num_examples: {rte_validation}
+  - name: test
+    num_examples: {rte_test}
+configs:
+- config_name: boolq
+  data_files:
+  - split: train
+    path: boolq/train-*
+  - split: validation
+    path: boolq/validation-*
+  - split: test
+    path: boolq/test-*
+- config_name: copa
+  data_files:
+  - split: train
+    path: copa/train-*
+  - split: validation
+    path: copa/validation-*
+  - split: test
+    path: copa/test-*
+- config_name: rte
+  data_files:
+  - split: train
+    path: rte/train-*
+  - split: validation
+    path: rte/validation-*
+  - split: test
+    path: rte/test-*
+---
+# Stand-in for aps/super_glue (tests only): COPA, RTE and BoolQ rows about tiny synthetic reviews.
 """
 
 
@@ -381,6 +489,61 @@ def _squad_rows(tiny_root: Path) -> dict[str, list[dict]]:
             "validation": [row("validation", i, r) for i, r in enumerate(_rows(tiny_root, "reviews", "test")[: n["validation"]])]}
 
 
+def _super_glue_rows(tiny_root: Path) -> dict[str, dict[str, list[dict]]]:
+    """COPA, RTE and BoolQ rows (config -> split -> rows) about tiny reviews, in SuperGLUE's spelling; test labels are -1."""
+    from rl4lm.assets import tiny
+
+    def sentence(text: str) -> str:
+        """'the plot was dull .' -> 'The plot was dull.' (SuperGLUE's capitalised sentences)."""
+        text = text.strip().removesuffix(".").rstrip()
+        return text[:1].upper() + text[1:] + "."
+
+    def copa(review: dict, label: int) -> dict:
+        closing = next(c for c in tiny.CLOSINGS[review["label"]] if review["text"].endswith(c))
+        other = tiny.CLOSINGS[1 - review["label"]][len(review["text"]) % len(tiny.CLOSINGS[0])]
+        choices = [closing, other] if label in (0, -1) else [other, closing]
+        return {"premise": sentence(review["text"][: -len(closing)]), "choice1": sentence(choices[0]),
+                "choice2": sentence(choices[1]), "question": "effect", "label": label}
+
+    def rte(review: dict, label: int) -> dict:
+        liked = bool(review["label"]) == (label != 1)
+        return {"premise": review["text"], "hypothesis": "The reviewer liked the film." if liked else "The reviewer disliked the film.",
+                "label": label}
+
+    def boolq(review: dict, label: int) -> dict:
+        return {"question": "did the reviewer like the film", "passage": review["text"],
+                "label": review["label"] if label != -1 else -1}
+
+    reviews = {"train": _rows(tiny_root, "reviews", "train"), "validation": _rows(tiny_root, "reviews", "test")}
+    reviews["test"] = reviews["validation"][-SIZES["super_glue"]["test"]:]
+    rows = {}
+    for config, make in [("boolq", boolq), ("copa", copa), ("rte", rte)]:
+        rows[config] = {split: [{**make(review, -1 if split == "test" else i % 2), "idx": i}
+                                for i, review in enumerate(reviews[split][:n])]
+                        for split, n in SIZES["super_glue"].items()}
+    return rows
+
+
+def _super_glue_repo(hub: Path, work: Path, tiny_root: Path) -> Path:
+    """aps/super_glue: its card and one parquet file per config and split, ``<config>/<split>-00000-of-00001.parquet``."""
+    import datasets
+    from datasets.info import DatasetInfosDict
+    from huggingface_hub import DatasetCard
+
+    rows = _super_glue_rows(tiny_root)
+    readme = SUPER_GLUE_CARD.format(**{f"{config}_{split}": len(part) for config, splits in rows.items()
+                                       for split, part in splits.items()})
+    (work / "README.md").write_text(readme)
+    infos = DatasetInfosDict.from_dataset_card_data(DatasetCard.load(work / "README.md").data)
+    files = {"README.md": readme.encode()}
+    for config, splits in rows.items():
+        for split, split_rows in splits.items():
+            path = work / f"{config}-{split}.parquet"
+            datasets.Dataset.from_list(split_rows, features=infos[config].features).to_parquet(path)
+            files[f"{config}/{split}-00000-of-00001.parquet"] = path.read_bytes()
+    return write_repo(hub, "aps/super_glue", files, repo_type="dataset")
+
+
 def _dataset_repo(hub: Path, work: Path, repo_id: str, card: str, folder: str, rows: dict[str, list[dict]]) -> Path:
     """Write a data set repository: its card, and one parquet file per split with the features the card declares."""
     import datasets
@@ -442,4 +605,7 @@ def build(folder: Path, tiny_root: Path | None = None) -> Path:
             staging.mkdir()
             snapshot = _dataset_repo(hub, staging, repo_id, card, data_folder, rows)
             _prepare_datasets_cache(snapshot, repo_id, cache)
+        staging = work / "aps--super_glue"
+        staging.mkdir()
+        _prepare_datasets_cache(_super_glue_repo(hub, staging, tiny_root), "aps/super_glue", cache)
     return folder

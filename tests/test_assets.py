@@ -1,6 +1,7 @@
 """The tiny assets: built once, atomically and deterministically, checked against a manifest, loaded by role."""
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -207,3 +208,12 @@ def test_datasets_have_the_documented_columns():
     prefs = profiles.load_dataset("preferences", split="train")
     assert {"prompt", "chosen", "rejected"} <= set(prefs.column_names)
     assert all(c > r for c, r in zip(prefs["score_chosen"][:100], prefs["score_rejected"][:100]))
+
+
+def test_multiple_choice_items_leave_the_language_models_pre_training_texts_unchanged(tmp_path, monkeypatch):
+    with_items = tiny.build_datasets(tmp_path / "a", random.Random(tiny.SEED))
+    monkeypatch.setattr(tiny, "multiple_choice_items", lambda rng, n: [])
+    without_items = tiny.build_datasets(tmp_path / "b", random.Random(tiny.SEED))
+    assert with_items == without_items, "the items must draw from their own generator, not the build's"
+    rows = [json.loads(line) for line in (tmp_path / "a" / "multiple_choice" / "test.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 * tiny.MULTIPLE_CHOICE_ITEMS and set(rows[0]) == {"task", "context", "options", "label"}

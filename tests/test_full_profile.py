@@ -172,3 +172,29 @@ PAGES = executable_pages()
 def test_page_executes_in_the_full_profile(full_environment, page):
     cwd = page.parent.parent if page.parent.name == "solutions" else page.parent
     assignments.execute(assignments.read_source(page), cwd=cwd)
+
+
+def test_full_multiple_choice_tasks_are_configs_of_the_pinned_super_glue(stand_in):
+    role = roles.role("multiple_choice")
+    card = Path(try_to_load_from_cache(role.hub_repo, "README.md", cache_dir=stand_in / "hub", revision=role.revision,
+                                       repo_type="dataset")).read_text()
+    for task in role.tasks:
+        assert f"config_name: {task}" in card, f"the hub card has no config {task}"
+        for hub_split in role.splits.values():
+            found = try_to_load_from_cache(role.hub_repo, f"{task}/{hub_split}-00000-of-00001.parquet", cache_dir=stand_in / "hub",
+                                           revision=role.revision, repo_type="dataset")
+            assert isinstance(found, str), f"{task}/{hub_split} is not a parquet file of {role.hub_repo}@{role.revision}"
+
+
+def test_full_multiple_choice_is_one_schema_with_validation_as_the_course_test_split(full_report):
+    items = full_report["multiple_choice"]
+    assert set(items) - {"test_split_rows", "train_split_rows"} == {"train", "test"}, "SuperGLUE's unlabelled test split is left out"
+    for split in ("train", "test"):
+        assert items[split]["columns"] == ["task", "context", "options", "label"]
+        assert items[split]["features"]["options"] == "List(Value('string'))"
+    first = items["test"]["first"]
+    assert first["task"] == "copa" and first["context"].endswith((" because", " therefore"))
+    assert 0 <= first["label"] < len(first["options"]) == 2
+    sizes = fullhub.SIZES["super_glue"]
+    assert items["test_split_rows"] == items["test"]["rows"] == 3 * sizes["validation"]
+    assert items["train_split_rows"] == 3 * sizes["train"]

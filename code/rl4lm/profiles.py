@@ -182,10 +182,25 @@ def _course_splits(data, role: roles.Role):
     return datasets.DatasetDict({renamed.get(split, split): part for split, part in data.items()})
 
 
+def _load_tasks(role: roles.Role, split: str | None):
+    """Load every task of a role (a configuration of its hub repository) and concatenate its rows in the role's schema."""
+    import datasets
+
+    parts = {}
+    for course in [split] if split else list(role.splits):
+        rows = []
+        for task, to_item in role.tasks.items():
+            data = datasets.load_dataset(role.hub_repo, task, revision=role.revision, split=role.splits.get(course, course))
+            rows += [to_item(row) for row in data]
+        parts[course] = datasets.Dataset.from_list(rows)
+    return parts[split] if split else datasets.DatasetDict(parts)
+
+
 def load_dataset(name: str, split: str | None = None):
     """Load a data-set role with ``datasets.load_dataset`` (hub name or the tiny folder).
 
-    Split names are the course's in both profiles: ``train`` and ``test``.
+    Split names are the course's in both profiles: ``train`` and ``test``. A role made of several hub tasks
+    (``Role.tasks``) is loaded task by task in ``full`` and converted to the schema of its tiny folder.
     """
     import datasets
 
@@ -200,6 +215,8 @@ def load_dataset(name: str, split: str | None = None):
     _quiet_libraries()
     try:
         with hub.offline_for_this_call() if offline else contextlib.nullcontext():
+            if current_profile() == "full" and role.tasks:
+                return _load_tasks(role, split)
             return _course_splits(datasets.load_dataset(source, **kwargs), role)
     except (OSError, ConnectionError) as error:
         raise _load_error(role, source, error) from None

@@ -7,6 +7,7 @@ role is for, which pinned hub asset the ``full`` profile loads, which folder of 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..errors import ProfileError
@@ -31,11 +32,48 @@ class Role:
     revision: str = "main"  # full profile: a commit of the hub repository where one could be verified
     config: str | None = None  # data sets: the hub configuration name, if any
     splits: dict[str, str] = field(default_factory=dict)  # data sets: course split name -> hub split name
+    # data sets gathered from several configurations of hub_repo (full profile): config -> function turning one of its
+    # rows into the role's schema; the rows of all configs are concatenated, and ``splits`` names every course split
+    tasks: dict[str, Callable[[dict], dict]] = field(default_factory=dict)
 
     @property
     def is_model(self) -> bool:
         """True for a model role, False for a data set."""
         return self.kind == "model"
+
+
+def copa_item(row: dict) -> dict:
+    """A SuperGLUE COPA row as a multiple-choice item: the premise, "because" or "therefore", then the alternative.
+
+    The prompt of the lm-evaluation-harness (Gao et al., 2024) after Brown et al. (2020): "The man broke his toe
+    because" with options "he dropped a hammer on his foot." and "he got a hole in his sock.".
+    """
+    connector = {"cause": "because", "effect": "therefore"}[row["question"]]
+    return {"task": "copa", "context": f"{row['premise'].strip().removesuffix('.').rstrip()} {connector}",
+            "options": [_lowercase_first(row["choice1"]), _lowercase_first(row["choice2"])], "label": int(row["label"])}
+
+
+def _lowercase_first(text: str) -> str:
+    """The text with its first letter in lower case (a COPA alternative continues the premise's sentence)."""
+    return text[:1].lower() + text[1:]
+
+
+def rte_item(row: dict) -> dict:
+    """A SuperGLUE RTE row as a multiple-choice item: "<premise> Question: <hypothesis> True or False? Answer:".
+
+    Label 0 (entailment) is option 0, "True", as in the lm-evaluation-harness (Gao et al., 2024).
+    """
+    return {"task": "rte", "context": f"{row['premise']}\nQuestion: {row['hypothesis']} True or False?\nAnswer:",
+            "options": ["True", "False"], "label": int(row["label"])}
+
+
+def boolq_item(row: dict) -> dict:
+    """A SuperGLUE BoolQ row as a multiple-choice item: "<passage> Question: <question>? Answer:" with "no" or "yes".
+
+    Label 1 (True) is option 1, "yes", as in the lm-evaluation-harness (Gao et al., 2024).
+    """
+    return {"task": "boolq", "context": f"{row['passage']}\nQuestion: {row['question']}?\nAnswer:",
+            "options": ["no", "yes"], "label": int(row["label"])}
 
 
 ROLES: dict[str, Role] = {role.name: role for role in [
@@ -66,6 +104,14 @@ ROLES: dict[str, Role] = {role.name: role for role in [
          "rajpurkar/squad", "SQuAD v1.1 question answering",
          "qa", "synthetic (review, question, answer) triples about the reviews", config="plain_text",
          splits={"test": "validation"}, revision="7b6d24c440a36b6815f21b70d25016731768db1f"),
+    Role("multiple_choice", "dataset", "zero-shot multiple choice: items (task, context, options, label) scored by log-probability",
+         "aps/super_glue", "SuperGLUE's COPA, RTE and BoolQ (Wang et al., 2019) rendered as prompts with options; "
+         "SuperGLUE's validation split is the course's test (its test labels are hidden)",
+         "multiple_choice", "COPA-, RTE- and BoolQ-style items about the synthetic reviews, 300 per task and split",
+         # parquet (no loading script); the commit was checked against public projects that pin it and download
+         # <config>/<split>-00000-of-00001.parquet from it (e.g. multirc/validation, boolq/train)
+         revision="3de24cf8022e94f4ee4b9d55a6f539891524d646", splits={"train": "train", "test": "validation"},
+         tasks={"copa": copa_item, "rte": rte_item, "boolq": boolq_item}),
 ]}
 
 MODEL_ROLES = tuple(name for name, role in ROLES.items() if role.is_model)

@@ -114,6 +114,55 @@ def preference_example(rng: random.Random) -> dict:
             "score_chosen": hi, "score_rejected": lo}
 
 
+MULTIPLE_CHOICE_SEED = 1  # the items have their own generator, so the reviews, tokenizer and LM of the build stay as they were
+MULTIPLE_CHOICE_ITEMS = 300  # per task and split
+QUESTION = "{passage}\nquestion : {question}\nanswer :"  # RTE- and BoolQ-style prompts, in the grammar's spelling
+
+
+def copa_style_item(rng: random.Random) -> dict:
+    """COPA-style item: which of two closing sentences ends the review? The other one closes the opposite sentiment."""
+    ex = review(rng)
+    closing = next(c for c in CLOSINGS[ex["label"]] if ex["text"].endswith(c))
+    options = [closing, rng.choice(CLOSINGS[1 - ex["label"]])]
+    rng.shuffle(options)
+    return {"task": "copa", "context": ex["text"][: -len(closing)].rstrip(), "options": options, "label": options.index(closing)}
+
+
+def _other_genre(rng: random.Random, genre: str) -> str:
+    """A genre other than ``genre``."""
+    return rng.choice([g for g in GENRES if g != genre])
+
+
+def rte_style_item(rng: random.Random) -> dict:
+    """RTE-style item: does the review entail a hypothesis about its verdict or genre? Options true / false, as RTE's."""
+    ex = review(rng)
+    entailed = rng.random() < 0.5
+    if rng.random() < 0.5:
+        liked = bool(ex["label"]) == entailed
+        hypothesis = "the reviewer liked the film ." if liked else "the reviewer did not like the film ."
+    else:
+        hypothesis = f"the film is a {ex['genre'] if entailed else _other_genre(rng, ex['genre'])} ."
+    return {"task": "rte", "context": QUESTION.format(passage=ex["text"], question=f"{hypothesis} true or false ?"),
+            "options": ["true", "false"], "label": 0 if entailed else 1}
+
+
+def boolq_style_item(rng: random.Random) -> dict:
+    """BoolQ-style item: a yes/no question about the review's verdict or genre. Options no / yes, as BoolQ's."""
+    ex = review(rng)
+    if rng.random() < 0.5:
+        question, yes = "did the reviewer like the film ?", bool(ex["label"])
+    else:
+        yes = rng.random() < 0.5
+        question = f"is it a {ex['genre'] if yes else _other_genre(rng, ex['genre'])} ?"
+    return {"task": "boolq", "context": QUESTION.format(passage=ex["text"], question=question),
+            "options": ["no", "yes"], "label": int(yes)}
+
+
+def multiple_choice_items(rng: random.Random, n: int) -> list[dict]:
+    """``n`` COPA-, ``n`` RTE- and ``n`` BoolQ-style items (task, context, options, label), in that order."""
+    return [make(rng) for make in (copa_style_item, rte_style_item, boolq_style_item) for _ in range(n)]
+
+
 def version() -> str:
     """Hash of this file: a change to the recipe builds a fresh set of assets."""
     return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:10]
@@ -194,7 +243,7 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
 
 
 def build_datasets(out: Path, rng: random.Random) -> list[str]:
-    """Write the tiny data sets (reviews, qa, preferences) and return the LM pre-training texts."""
+    """Write the tiny data sets (reviews, qa, preferences, multiple_choice) and return the LM pre-training texts."""
     train = [review(rng) for _ in range(12000)]
     test = [review(rng) for _ in range(1000)]
     _write_jsonl(out / "reviews" / "train.jsonl", train)
@@ -203,6 +252,9 @@ def build_datasets(out: Path, rng: random.Random) -> list[str]:
     _write_jsonl(out / "qa" / "test.jsonl", [qa_example(rng) for _ in range(300)])
     _write_jsonl(out / "preferences" / "train.jsonl", [preference_example(rng) for _ in range(3000)])
     _write_jsonl(out / "preferences" / "test.jsonl", [preference_example(rng) for _ in range(300)])
+    items = random.Random(MULTIPLE_CHOICE_SEED)  # not ``rng``: the pre-training texts below stay the same
+    for split in ("train", "test"):
+        _write_jsonl(out / "multiple_choice" / f"{split}.jsonl", multiple_choice_items(items, MULTIPLE_CHOICE_ITEMS))
     return [labelled(ex) if rng.random() < 0.25 else ex["text"] for ex in train]
 
 

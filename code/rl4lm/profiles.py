@@ -156,15 +156,17 @@ def load_tokenizer(name: str = "lm"):
     return tokenizer
 
 
-def load_model(name: str = "lm", **kwargs):
+def load_model(name: str = "lm", head: str | None = None, **kwargs):
     """Load a model role with the ``from_pretrained`` of its head (safetensors only), in eval mode.
 
-    In the ``tiny`` profile this also sets torch's thread count (:func:`use_tiny_threads`).
+    ``head`` overrides the role's head, e.g. ``roles.SEQUENCE_CLASSIFIER`` with ``num_labels=1`` turns the LM into
+    a reward model with a new scalar head. In the ``tiny`` profile this also sets torch's thread count
+    (:func:`use_tiny_threads`).
     """
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     auto = {roles.CAUSAL_LM: AutoModelForCausalLM,
-            roles.SEQUENCE_CLASSIFIER: AutoModelForSequenceClassification}[roles.model_role(name).head]
+            roles.SEQUENCE_CLASSIFIER: AutoModelForSequenceClassification}[head or roles.model_role(name).head]
     _quiet_libraries()
     use_tiny_threads()
     model = _load_pretrained(name, lambda source, **extra: auto.from_pretrained(

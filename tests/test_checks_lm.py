@@ -509,3 +509,117 @@ def test_rope_frequencies_made_on_the_cpu_are_caught_without_a_gpu():
         return out
 
     rejects(checks.apply_rope, cpu_frequencies, "x.device")
+
+
+# --------------------------------------------------------------------------- Homework 2: sequence log-probabilities
+def shifted_logprobs(model, input_ids, attention_mask, positions=True, mask=True):
+    """log P(input_ids[:, t + 1] | ...) for every t, (batch, seq - 1), as a student computes it (switches for mistakes)."""
+    kwargs = {}
+    if mask:
+        kwargs["attention_mask"] = attention_mask
+    if positions:
+        kwargs["position_ids"] = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    logits = model(input_ids=input_ids, **kwargs).logits
+    return torch.log_softmax(logits[:, :-1], -1).gather(-1, input_ids[:, 1:, None]).squeeze(-1)
+
+
+def test_sequence_logprob_bugs():
+    from rl4lm.lm import logprobs
+
+    correct = student_copy(logprobs.sequence_logprob)
+
+    def off_by_one(model, input_ids, attention_mask, response_mask):
+        positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions).logits
+        lp = torch.log_softmax(logits, -1).gather(-1, input_ids[..., None]).squeeze(-1)  # token t with the logits at t
+        return (lp * response_mask).sum(-1)
+
+    def no_position_ids(model, input_ids, attention_mask, response_mask):
+        return (shifted_logprobs(model, input_ids, attention_mask, positions=False) * response_mask[:, 1:]).sum(-1)
+
+    def no_attention_mask(model, input_ids, attention_mask, response_mask):
+        return (shifted_logprobs(model, input_ids, attention_mask, positions=False, mask=False) * response_mask[:, 1:]).sum(-1)
+
+    def averages(model, input_ids, attention_mask, response_mask):
+        lp = shifted_logprobs(model, input_ids, attention_mask)
+        return (lp * response_mask[:, 1:]).sum(-1) / response_mask[:, 1:].sum(-1)
+
+    def includes_prompt(model, input_ids, attention_mask, response_mask):
+        return (shifted_logprobs(model, input_ids, attention_mask) * attention_mask[:, 1:]).sum(-1)
+
+    def mask_shifted(model, input_ids, attention_mask, response_mask):
+        return (shifted_logprobs(model, input_ids, attention_mask) * response_mask[:, :-1]).sum(-1)
+
+    @torch.no_grad()
+    def under_no_grad(model, input_ids, attention_mask, response_mask):
+        return (shifted_logprobs(model, input_ids, attention_mask) * response_mask[:, 1:]).sum(-1)
+
+    def cpu_accumulator(model, input_ids, attention_mask, response_mask):
+        total = torch.zeros(input_ids.shape[0])  # made on the CPU
+        return total + (shifted_logprobs(model, input_ids, attention_mask) * response_mask[:, 1:]).sum(-1)
+
+    def arange_positions(model, input_ids, attention_mask, response_mask):
+        positions = torch.arange(input_ids.shape[1])[None] - (attention_mask.cumsum(-1) == 0).sum(-1, keepdim=True)  # on the CPU
+        logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions.clamp(min=0)).logits
+        lp = torch.log_softmax(logits[:, :-1], -1).gather(-1, input_ids[:, 1:, None]).squeeze(-1)
+        return (lp * response_mask[:, 1:]).sum(-1)
+
+    def keeps_a_dimension(*args):
+        return correct(*args)[:, None]
+
+    def float64(*args):
+        return correct(*args).double()
+
+    rejects(checks.sequence_logprob, off_by_one, "with the logits at position t", "logits[:, t - 1]")
+    rejects(checks.sequence_logprob, no_position_ids, "left padding", "position_ids = (attention_mask.cumsum(-1) - 1)")
+    rejects(checks.sequence_logprob, no_attention_mask, "without the attention mask")
+    rejects(checks.sequence_logprob, averages, "you average over the response tokens", "sum")
+    rejects(checks.sequence_logprob, includes_prompt, "also count the prompt's tokens")
+    rejects(checks.sequence_logprob, mask_shifted, "response_mask[:, 1:], not response_mask[:, :-1]")
+    rejects(checks.sequence_logprob, under_no_grad, "have no gradient", "torch.no_grad")
+    rejects(checks.sequence_logprob, cpu_accumulator, "creates a tensor on the CPU", "input_ids.device")
+    rejects(checks.sequence_logprob, arange_positions, "creates a tensor on the CPU")  # right values, but not on a GPU
+    rejects(checks.sequence_logprob, keeps_a_dimension, "has shape (3, 1) but should have shape (3)")
+    rejects(checks.sequence_logprob, float64, "has dtype torch.float64")
+
+
+# --------------------------------------------------------------------------- Homework 2: multiple choice
+def option_scores(model, tokenizer, context, options, normalize="none", space=" ", first=0, count_context=False,
+                  sizes=None, to_device=True):
+    """A student's score_options with switches for the planted mistakes (each option scored in its own pass)."""
+    context_ids = tokenizer(context, add_special_tokens=False)["input_ids"]
+    scores = []
+    for option in options:
+        option_ids = tokenizer(space + option, add_special_tokens=False)["input_ids"]
+        ids = torch.tensor([context_ids + option_ids])
+        if to_device:
+            ids = ids.to(model.device)
+        lp = torch.log_softmax(model(input_ids=ids).logits[0, :-1], -1).gather(-1, ids[0, 1:, None]).squeeze(-1)
+        start = 0 if count_context else len(context_ids) - 1 + first
+        sizes_by_name = {"none": 1, "per_token": len(option_ids), "per_char": len(option)}
+        size = sizes_by_name[normalize] if sizes in (None, "per_char_with_space") else sizes_by_name[sizes]
+        if sizes == "per_char_with_space" and normalize == "per_char":
+            size = len(option) + 1
+        scores.append(lp[start:].sum() / size)
+    return torch.stack(scores)
+
+
+def test_score_options_bugs():
+    def with_switches(**switches):
+        def score_options(model, tokenizer, context, options, normalize="none"):
+            if switches.get("sizes") == "other":
+                other = {"none": "none", "per_token": "per_char", "per_char": "per_token"}[normalize]
+                return option_scores(model, tokenizer, context, options, normalize, sizes=other)
+            return option_scores(model, tokenizer, context, options, normalize, **switches)
+        return score_options
+
+    assert checks.score_options(with_switches())  # the switches' default is right
+    rejects(checks.score_options, with_switches(count_context=True), "include the log-probability of the context")
+    rejects(checks.score_options, with_switches(space=""), "without the space", "' ' + option")
+    rejects(checks.score_options, with_switches(first=1), "leave out the option's first token")
+    rejects(checks.score_options, with_switches(sizes="none"), "normalize='per_token' asks for it to be divided",
+            "number of tokens")
+    rejects(checks.score_options, with_switches(sizes="other"), "normalize='per_token' divides by the option's number of tokens")
+    rejects(checks.score_options, with_switches(sizes="per_char_with_space"), "without the separating space")
+    rejects(checks.score_options, with_switches(to_device=False), "token ids on the CPU", ".to(model.device)")
+    rejects(checks.score_options, lambda *args: with_switches()(*args).tolist(), "should be a torch.Tensor, but it is a list")

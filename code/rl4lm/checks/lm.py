@@ -1,4 +1,5 @@
-"""Checkers of the language-model exercises: attention, positions, teacher forcing, decoding (Homework 1).
+"""Checkers of the language-model exercises: attention, positions, teacher forcing, decoding (Homework 1), sequence
+log-probabilities and multiple-choice scoring (Homework 2).
 
 Each checker computes what it expects before it calls the student's function, which gets copies of the inputs.
 Where the exercise can run on the meta device, a last call with meta inputs finds tensors created without
@@ -7,11 +8,12 @@ Where the exercise can run on the meta device, a last call with meta inputs find
 from __future__ import annotations
 
 import copy
+import functools
 import math
 
 import torch
 
-from ..lm import attention, decoding, logprobs, sft
+from ..lm import attention, decoding, logprobs, scoring, sft
 from ._core import CheckFailed, _call, _check_device, _expect_tensor, _first_bad, _fmt, _generate, _random_lm, exercise
 
 INF = float("inf")
@@ -587,3 +589,263 @@ def beam_search(fn):
     _check_device(fn, (model, torch.zeros(batch, length, dtype=torch.long), beams, 2),
                   _device_hint("input_ids", " (e.g. torch.full(..., device=input_ids.device))"))
     return "identical tokens to transformers' beam search (length_penalty=0, no EOS) for 1-4 beams, batch 1 and 2, prompt length 1"
+
+
+# --------------------------------------------------------------------------- Homework 2, 5. sequence log-probabilities
+class _DeviceProbeLM(torch.nn.Module):
+    """A stand-in causal LM for the meta-device check: it refuses inputs that are not on its own device.
+
+    transformers' GPT-2 calls ``.item()`` on its attention mask, which meta tensors cannot do, so on meta it fails
+    before it could notice position ids made on the CPU. This model only embeds tokens and positions (any shapes, any
+    device) and raises the error a GPU would raise when an input lives elsewhere.
+    """
+
+    def __init__(self, vocab: int = 50, width: int = 8, positions: int = 64):
+        super().__init__()
+        self.tokens, self.positions = torch.nn.Embedding(vocab, width), torch.nn.Embedding(positions, width)
+        self.head = torch.nn.Linear(width, vocab)
+
+    @property
+    def device(self) -> torch.device:
+        """The device of the parameters, as transformers models have it."""
+        return self.head.weight.device
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, **kwargs):
+        """logits (batch, seq, vocab) of tokens plus positions; an input on another device raises as on a GPU."""
+        for tensor in (input_ids, attention_mask, position_ids):
+            if isinstance(tensor, torch.Tensor) and tensor.device != self.device:
+                raise RuntimeError(f"Tensor on device {tensor.device} is not on the expected device {self.device}!")
+        if position_ids is None:
+            position_ids = torch.arange(input_ids.shape[1], device=self.device)[None]
+        hidden = self.tokens(input_ids) + self.positions(position_ids)  # (batch, seq, width)
+        return _Output(self.head(hidden))
+
+
+class _Output:
+    """What a transformers causal LM returns, as far as the exercises use it: ``.logits``."""
+
+    def __init__(self, logits: torch.Tensor):
+        self.logits = logits
+
+    def __getitem__(self, index):
+        return (self.logits,)[index]
+
+
+@functools.lru_cache(maxsize=1)
+def _probe_lm() -> _DeviceProbeLM:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return _DeviceProbeLM().eval()
+
+
+def _padded(rows: list[list[int]], prompt_lens: list[int], side: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """input_ids, attention_mask, response_mask (batch, seq) of token rows padded with id 0 on ``side``."""
+    width = max(len(r) for r in rows)
+    ids, attention, response = (torch.zeros(len(rows), width, dtype=torch.long) for _ in range(3))
+    for b, (row, prompt_len) in enumerate(zip(rows, prompt_lens)):
+        start = width - len(row) if side == "left" else 0
+        ids[b, start:start + len(row)] = torch.tensor(row)
+        attention[b, start:start + len(row)] = 1
+        response[b, start + prompt_len:start + len(row)] = 1
+    return ids, attention, response
+
+
+@torch.no_grad()
+def _row_logprobs(model, row: list[int]) -> torch.Tensor:
+    """log P(row[t] | row[:t]) for t >= 1 of one unpadded row, (len - 1,): the ground truth, free of padding questions."""
+    ids = torch.tensor([row])
+    return torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), -1).gather(-1, ids[0, 1:, None]).squeeze(-1)
+
+
+@torch.no_grad()
+def _sequence_logprob_variants(model, rows, prompt_lens, ids, attention, response) -> dict[str, torch.Tensor]:
+    """The expected (batch,) sums and what each known mistake returns on the same batch."""
+    expected, mean, prompt_too, off_by_one = [], [], [], []
+    for row, prompt_len in zip(rows, prompt_lens):
+        lp = _row_logprobs(model, row)  # [t - 1] scores row[t]
+        expected.append(lp[prompt_len - 1:].sum())
+        mean.append(lp[prompt_len - 1:].mean())
+        prompt_too.append(lp.sum())
+        row_ids = torch.tensor([row])
+        same_position = torch.log_softmax(model(input_ids=row_ids).logits[0].float(), -1).gather(-1, row_ids[0, :, None]).squeeze(-1)
+        off_by_one.append(same_position[prompt_len:].sum())  # token t scored with the logits at t
+    positions = (attention.cumsum(-1) - 1).clamp(min=0)
+
+    def masked(logits, mask):  # sum of log P(ids[:, t + 1]) over mask[:, t] = 1
+        lp = torch.log_softmax(logits[:, :-1].float(), -1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+        return (lp * mask).sum(-1)
+
+    right_positions = model(input_ids=ids, attention_mask=attention, position_ids=positions).logits
+    return {
+        "expected": torch.stack(expected),
+        "mean": torch.stack(mean),
+        "prompt": torch.stack(prompt_too),
+        "off_by_one": torch.stack(off_by_one),
+        "shifted_mask": masked(right_positions, response[:, :-1]),
+        "no_positions": masked(model(input_ids=ids, attention_mask=attention).logits, response[:, 1:]),
+        "no_mask": masked(model(input_ids=ids).logits, response[:, 1:]),
+    }
+
+
+_SEQUENCE_LOGPROB_MISTAKES = {
+    "off_by_one": "you score token t with the logits at position t; the logits at t predict token t + 1, so token t's "
+                  "log-probability comes from logits[:, t - 1] (compare logits[:, :-1] with input_ids[:, 1:]).",
+    "shifted_mask": "your response mask is shifted by one: entry t of the shifted log-probabilities scores input_ids[:, t + 1], "
+                    "so multiply them by response_mask[:, 1:], not response_mask[:, :-1].",
+    "mean": "you average over the response tokens; log pi(y | x) is the sum of their log-probabilities.",
+    "prompt": "you also count the prompt's tokens; sum only where response_mask is 1.",
+    "no_positions": "with left padding your positions are shifted by the padding: pass position_ids = "
+                    "(attention_mask.cumsum(-1) - 1).clamp(min=0) to the model, so each row's first real token is at position 0.",
+    "no_mask": "you call the model without the attention mask, so with left padding the real tokens attend to padding; "
+               "pass attention_mask (and position ids counted from it) to the model.",
+}
+
+
+def _sequence_logprob_cases():
+    """(description, rows, prompt lengths, padding side) of the check; rows are unpadded token ids."""
+    g = torch.Generator().manual_seed(3)
+    rows = [torch.randint(1, 50, (n,), generator=g).tolist() for n in (8, 6, 5)]
+    prompt_lens = [3, 2, 4]
+    return [("3 rows of 8, 6 and 5 tokens with right padding", rows, prompt_lens, "right"),
+            ("the same rows with left padding", rows, prompt_lens, "left"),
+            ("a batch of 1 without padding whose response starts at position 1", rows[:1], [1], "right"),
+            ("a batch of 1 with a response of one token", rows[2:], [4], "left")]
+
+
+def _sequence_logprob_probe() -> tuple:
+    ids = torch.ones(1, 2, dtype=torch.long)
+    return copy.deepcopy(_random_lm()), ids, torch.ones_like(ids), torch.tensor([[0, 1]])
+
+
+@exercise(reference=logprobs.sequence_logprob, probe=_sequence_logprob_probe)
+def sequence_logprob(fn):
+    """Compare with log P summed over the response, each row scored alone without padding, on right and left padding."""
+    model = _random_lm()
+    yours = copy.deepcopy(model)  # what the student's code does to its model stays there
+    for what, rows, prompt_lens, side in _sequence_logprob_cases():
+        ids, attention, response = _padded(rows, prompt_lens, side)
+        variants = _sequence_logprob_variants(model, rows, prompt_lens, ids, attention, response)
+        expected = variants.pop("expected")
+        out = _call(fn, yours, ids, attention, response, names=(None, "input_ids", "attention_mask", "response_mask"))
+        out = _expect_tensor(out, f"the output for {what}", (len(rows),), finite=None)
+        if out.is_floating_point() and out.dtype != torch.float32:
+            _expect_tensor(out, f"the output for {what}")
+        _expect_tensor(out, f"the output for {what}", finite="all")
+        got = out.detach()
+        if not torch.allclose(got, expected, atol=1e-3, rtol=1e-5):
+            for mistake, sentence in _SEQUENCE_LOGPROB_MISTAKES.items():
+                value = variants[mistake]
+                if not torch.allclose(value, expected, atol=1e-3) and torch.allclose(got, value, atol=1e-3, rtol=1e-5):
+                    raise CheckFailed(f"for {what}: {sentence}")
+            b = int((got - expected).abs().argmax())
+            raise CheckFailed(f"for {what} row {b} gets {got[b]:.3f} but the sum of log P(token | earlier tokens) over its response "
+                              f"is {expected[b]:.3f}; shift by one (logits[:, :-1] score input_ids[:, 1:]), use log_softmax, "
+                              "and sum where response_mask[:, 1:] is 1.")
+        if not out.requires_grad:
+            raise CheckFailed("your log-probabilities have no gradient (torch.no_grad, .detach() or .item() somewhere); REINFORCE "
+                              "differentiates them, so compute them with gradient.")
+    ids, attention, response = _padded(*_sequence_logprob_cases()[1][1:])
+    _check_device(fn, (_probe_lm(), ids, attention, response),
+                  _device_hint("input_ids", " (e.g. torch.arange(seq, device=input_ids.device), or from attention_mask.cumsum)"))
+    return ("sums of log P(token | earlier tokens) over the response, with gradient, for right and left padding, a batch of 1 "
+            "and a response of one token")
+
+
+# --------------------------------------------------------------------------- Homework 2, 6. multiple choice
+_MC_CORPUS = ["the film was great and the cast was wonderful", "the plot was bad , a complete waste of time",
+              "i loved the acting . the music was dull", "what a boring thriller", "an excellent comedy with a great ending"]
+
+
+@functools.lru_cache(maxsize=1)
+def _bpe_tokenizer():
+    """A byte-level BPE tokenizer (GPT-2's kind) of 300 tokens, trained in memory on five sentences: no download, no profile."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(_MC_CORPUS * 3, vocab_size=300, min_frequency=2, special_tokens=["<|endoftext|>"], show_progress=False)
+    return PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, eos_token="<|endoftext|>", bos_token="<|endoftext|>")
+
+
+_MC_CASES = [  # (context, options, normalize)
+    ("the film was", ["great", "bad", "a complete waste of time"], "none"),
+    ("the film was", ["great", "bad", "a complete waste of time"], "per_token"),
+    ("the film was", ["great", "bad", "a complete waste of time"], "per_char"),
+    ("what a boring thriller . i", ["loved the acting", "hated it"], "none"),
+    ("an excellent", ["comedy"], "per_token"),
+]
+
+
+@torch.no_grad()
+def _option_variants(model, tokenizer, context: str, options: list[str], normalize: str) -> dict[str, torch.Tensor]:
+    """The expected scores (n_options,) and what each known mistake returns, every option scored in its own forward pass."""
+    def encode(text):
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    context_ids = encode(context)
+    n = len(context_ids)
+
+    def scores(option_ids, skip: int, sizes=None) -> torch.Tensor:  # sum of the row's log-probabilities [skip:] / size
+        sizes = sizes or [1] * len(option_ids)
+        return torch.stack([_row_logprobs(model, context_ids + ids)[skip:].sum() / size for ids, size in zip(option_ids, sizes)])
+
+    with_space = [encode(" " + option) for option in options]
+    no_space = [encode(option) for option in options]
+    sizes = {"none": None, "per_token": [len(ids) for ids in with_space], "per_char": [len(option) for option in options]}
+    variants = {"expected": scores(with_space, n - 1, sizes[normalize]),  # [n - 1] scores the option's first token
+                "context": scores(with_space, 0, sizes[normalize]),  # every token after the first, context included
+                "no_space": scores(no_space, n - 1, [len(ids) for ids in no_space] if normalize == "per_token" else sizes[normalize]),
+                "drops_first": scores(with_space, n, sizes[normalize])}
+    if normalize != "none":
+        other = "per_char" if normalize == "per_token" else "per_token"
+        variants.update(unnormalised=scores(with_space, n - 1), other_normalisation=scores(with_space, n - 1, sizes[other]),
+                        space_counted=scores(with_space, n - 1, [len(option) + 1 for option in options]))
+    return variants
+
+
+_SCORE_OPTIONS_MISTAKES = {
+    "context": "your scores include the log-probability of the context; score only the option's tokens, log P(option | context).",
+    "no_space": "you tokenize each option without the space that separates it from the context; tokenize ' ' + option "
+                "(with byte-level BPE 'great' and ' great' are different tokens).",
+    "drops_first": "you leave out the option's first token; its log-probability comes from the logits at the context's last "
+                   "position.",
+    "unnormalised": "you return the summed log-probability although normalize='{normalize}' asks for it to be divided "
+                    "({how}).",
+    "other_normalisation": "normalize='{normalize}' divides by {how}; your scores divide by the other length.",
+    "space_counted": "normalize='per_char' divides by the option's number of characters without the separating space.",
+}
+
+
+def _score_options_probe() -> tuple:
+    return copy.deepcopy(_random_lm(seed=2, vocab=300, scale=2.0)), _bpe_tokenizer(), "the film was", ["great"]
+
+
+@exercise(reference=scoring.score_options, probe=_score_options_probe)
+def score_options(fn):
+    """Compare with log P(option | context) (optionally per token or per character), each option scored alone."""
+    tokenizer = _bpe_tokenizer()
+    model = _random_lm(seed=2, vocab=len(tokenizer), scale=2.0)
+    yours = copy.deepcopy(model)
+    for context, options, normalize in _MC_CASES:
+        variants = _option_variants(model, tokenizer, context, options, normalize)
+        expected = variants.pop("expected")
+        what = f"context {context!r}, options {options} and normalize={normalize!r}"
+        out = _call(fn, yours, tokenizer, context, options, normalize, names=(None, None, None, "options", None))
+        out = _expect_tensor(out, f"the scores for {what}", (len(options),))
+        got = out.detach().cpu()
+        if torch.allclose(got, expected, atol=1e-4, rtol=1e-5):
+            continue
+        how = {"per_token": "the option's number of tokens", "per_char": "the option's number of characters"}.get(normalize, "")
+        for mistake, sentence in _SCORE_OPTIONS_MISTAKES.items():
+            value = variants.get(mistake)
+            if value is not None and not torch.allclose(value, expected, atol=1e-4) and torch.allclose(got, value, atol=1e-4, rtol=1e-5):
+                raise CheckFailed(f"for {what}: {sentence.format(normalize=normalize, how=how)}")
+        i = int((got - expected).abs().argmax())
+        raise CheckFailed(f"for {what} option {i} scores {got[i]:.3f} instead of {expected[i]:.3f}; sum log P(token | context, "
+                          "earlier option tokens) over the tokens of ' ' + option appended to the context's tokens"
+                          + (f", then divide by {how}." if how else "."))
+    _check_device(fn, (_probe_lm(), tokenizer, "the film", ["great"], "none"),
+                  "your function gives the model token ids on the CPU while the model is on another device (a GPU in Colab); "
+                  "move them with .to(model.device) (or next(model.parameters()).device).")
+    return ("log P(option | context) for options of 1 to 13 tokens, with normalize 'none', 'per_token' and 'per_char', "
+            "a single option, and context and options tokenized apart")

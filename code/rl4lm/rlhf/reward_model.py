@@ -113,7 +113,7 @@ def preference_pairs(rows, tokenizer=None) -> list[tuple[str, str]]:
     """(x + y_w, x + y_l) text pairs from preference rows, in either profile's schema (Ouyang et al., 2022, sec. 3.5).
 
     ``rows``: a ``datasets.Dataset`` or a list of dicts with ``chosen`` and ``rejected``, and optionally ``prompt``.
-    Tiny profile: strings, ``prompt`` + ``chosen``. Full profile (``trl-lib/ultrafeedback_binarized``): ``chosen`` and
+    Tiny profile: strings, ``prompt`` + ``chosen``. Full profile (the ``preferences`` role's hub data): ``chosen`` and
     ``rejected`` are whole conversations (lists of ``{"role", "content"}`` messages, the user's turn included); they
     are written with the tokenizer's chat template if it has one, else as 'User: ...' and 'Assistant: ...' blocks.
     """
@@ -141,10 +141,13 @@ def _truncate_left(tokenizer):
 def reward_scores(model, tokenizer, texts: list[str], max_length: int = 512) -> torch.Tensor:
     """r_phi(x, y) of each text, the scalar head at the last non-padding token; (n,), differentiable.
 
-    Texts are right-padded (as TRL's collator) and cut from the left to ``max_length`` tokens.
+    Texts are right-padded (as TRL's collator) and cut from the left to ``max_length`` tokens, or to the model's
+    number of positions if that is smaller (the tiny GPT-2 has 256), so that a long text cannot index past them.
     """
     if not texts:
         raise ValueError("texts is empty: there is nothing to score.")
+    positions = getattr(model.config, "max_position_embeddings", None)
+    max_length = min(max_length, positions) if positions else max_length
     device = next(model.parameters()).device
     with _truncate_left(tokenizer):
         enc = tokenizer(list(texts), return_tensors="pt", padding=True, padding_side="right", truncation=True,

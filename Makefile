@@ -37,9 +37,13 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest
 
-## bench: per-notebook execution time (median of runs) and the tiny-asset build time
+## bench: per-notebook execution time (median of runs), the tiny-asset build time, the course's LM sampler against
+## transformers' generate, and the course's PPO against stable-baselines3 (a benchmark-only dependency) on CartPole
 bench: tiny
 	$(BIN)/python -m rl4lm_book.bench
+	$(BIN)/python -m rl4lm_book.bench_sampler
+	$(BIN)/python -m pip install -q -r requirements-bench.txt
+	$(BIN)/python -m rl4lm_book.bench_ppo
 
 ## homework: regenerate the student notebooks from homework/solutions/*.md
 homework: $(STAMP)

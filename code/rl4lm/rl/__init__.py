@@ -1,1 +1,3 @@
-"""Reinforcement learning: multi-armed bandits (:mod:`.bandits`), MDPs, returns and tabular values (:mod:`.mdp`)."""
+"""Reinforcement learning: bandits (:mod:`.bandits`), returns (:mod:`.mdp`), dynamic programming (:mod:`.dp`),
+Q-learning (:mod:`.td`), policy-gradient losses (:mod:`.policy_gradient`), REINFORCE and PPO on CartPole
+(:mod:`.reinforce`, :mod:`.ppo`)."""

@@ -1,1 +1,2 @@
-"""RLHF: rewards for generated text (:mod:`.rewards`); reward models, KL penalties, PPO, DPO and GRPO join here."""
+"""RLHF: rewards for generated text (:mod:`.rewards`), reward models (:mod:`.reward_model`), policy gradients on a
+language model with a KL penalty (:mod:`.lm_policy_gradient`); DPO and GRPO join here."""

@@ -47,6 +47,8 @@ def quote(name: str, value) -> None:
 
     In Colab or Jupyter the text shows the name, and this printed line gives its value.
     """
+    if type(value).__module__ in ("numpy", "torch") and getattr(value, "ndim", None) == 0:
+        value = value.item()  # a numpy or torch scalar as a Python number: glue formats it like one ("np.float64(...)" otherwise)
     try:
         from myst_nb import glue
     except ImportError:  # no book build here: printing is all there is to do

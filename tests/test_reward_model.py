@@ -186,3 +186,13 @@ def test_reward_model_learns_the_tiny_preferences():
     assert rm.preference_accuracy(model, tokenizer, test) == history["eval_accuracy"][-1]
     again = rm.train_reward_model(rm.load_reward_model("lm", seed=0), tokenizer, train, batch_size=32, lr=1e-3, seed=0)
     assert again["loss"] == history["loss"]  # same seed, same numbers
+
+
+def test_reward_scores_of_a_text_longer_than_the_model_reads_are_finite():
+    """A text longer than the model's positions (256 in tiny) is cut from the left, not an IndexError."""
+    tokenizer = rl4lm.profiles.load_tokenizer("lm")
+    model = rm.load_reward_model("lm", seed=0).eval()
+    text = " ".join(["the acting was wonderful ."] * 80)  # several hundred tokens, more than the tiny LM's positions
+    assert len(tokenizer(text)["input_ids"]) > model.config.n_positions
+    scores = rm.reward_scores(model, tokenizer, [text, "a short review ."])
+    assert scores.shape == (2,) and torch.isfinite(scores).all()

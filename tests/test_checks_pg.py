@@ -291,7 +291,7 @@ def test_gae_bugs():
 
     rejects(checks.gae, float64, "has dtype torch.float64")
     rejects(checks.gae, one_output, "pair (advantages, returns)")
-    rejects(checks.gae, forward_loop, "loop backwards")
+    rejects(checks.gae, forward_loop, "compute backwards from t = T - 1")
     rejects(checks.gae, writes_into_rewards, "changed the rewards passed to it")
 
 
@@ -349,3 +349,150 @@ def test_ppo_clip_loss_bugs():
     rejects(checks.ppo_clip_loss, fixed_eps, "0.2 instead of the clip_eps passed in")
     rejects(checks.ppo_clip_loss, per_sample, "has shape (8)")
     rejects(checks.ppo_clip_loss, eps_tensor_on_cpu, "creates a tensor on the CPU", "logp_new.device")
+
+
+# --------------------------------------------------------------------------- mistakes found by the review (Homework 2)
+def test_value_iteration_tells_early_stopping_from_a_wrong_backup():
+    def sums_over_the_wrong_axis(P, R, gamma, tol=1e-8):  # v(s) instead of v(s'): converges, to the wrong values
+        v = np.zeros(P.shape[0])
+        while True:
+            new = (R + gamma * (P * v[:, None, None]).sum(axis=2)).max(axis=1)
+            if np.abs(new - v).max() < tol:
+                return new, greedy(P, R, gamma, new)
+            v = new
+
+    def twenty_sweeps(P, R, gamma, tol=1e-8):
+        v = sweeps(P, R, gamma, n=20)
+        return v, greedy(P, R, gamma, v)
+
+    def in_place_sweeps_with_loose_test(P, R, gamma, tol=1e-8):  # Gauss-Seidel that stops at 1000 tol
+        v = np.zeros(P.shape[0])
+        while True:
+            change = 0.0
+            for s in range(len(v)):
+                new = (R[s] + gamma * P[s] @ v).max()
+                change, v[s] = max(change, abs(new - v[s])), new
+            if change < 1000 * tol:
+                return v, greedy(P, R, gamma, v)
+
+    rejects(checks.value_iteration, sums_over_the_wrong_axis, "returns the same v", "R + gamma * P @ v")
+    rejects(checks.value_iteration, twenty_sweeps, "after 20 sweeps", "below tol")
+    rejects(checks.value_iteration, in_place_sweeps_with_loose_test, "not a fixed point", "keep sweeping")
+
+
+def test_q_learning_target_read_after_the_update():
+    def decays_first(q, s, a, reward, s_next, terminated, alpha, gamma):
+        q[s, a] *= 1 - alpha
+        q[s, a] += alpha * (reward + (0 if terminated else gamma * q[s_next].max()))
+
+    rejects(checks.q_learning_update, decays_first, "alpha = 1 and s_next = s", "after you had already changed Q(s, a)")
+
+
+def test_reinforce_loss_normalised_or_own_baseline():
+    def normalises(logprobs, returns, baseline):
+        advantage = returns - baseline.detach()
+        return -(logprobs * (advantage - advantage.mean()) / (advantage.std() + 1e-8)).mean()
+
+    def mean_return_as_baseline(logprobs, returns, baseline):
+        return -(logprobs * (returns - returns.mean())).mean()
+
+    rejects(checks.reinforce_loss, normalises, "you normalise (return - baseline)")
+    rejects(checks.reinforce_loss, mean_return_as_baseline, "mean return instead of the baseline passed in")
+
+
+def test_gae_masks_each_term_and_leaves_normalising_to_ppo():
+    def delta_unmasked(rewards, values, dones, last_value, gamma, lam):
+        advantages, running, next_value = torch.zeros_like(rewards), torch.zeros_like(last_value), last_value
+        for t in reversed(range(rewards.shape[0])):
+            running = rewards[t] + gamma * next_value - values[t] + gamma * lam * (1 - dones[t]) * running
+            advantages[t], next_value = running, values[t]
+        return advantages, advantages + values
+
+    def last_step_unmasked(rewards, values, dones, last_value, gamma, lam):
+        advantages, running, T = torch.zeros_like(rewards), torch.zeros_like(last_value), rewards.shape[0]
+        for t in reversed(range(T)):
+            next_value = last_value if t == T - 1 else values[t + 1] * (1 - dones[t])
+            running = rewards[t] + gamma * next_value - values[t] + gamma * lam * (1 - dones[t]) * running
+            advantages[t] = running
+        return advantages, advantages + values
+
+    def normalised(*args):
+        advantages, returns = gae(*args)
+        return (advantages - advantages.mean()) / (advantages.std() + 1e-8), returns
+
+    rejects(checks.gae, delta_unmasked, "running advantage stops at dones[t] = 1, but delta_t still adds gamma V_{t+1}")
+    rejects(checks.gae, last_step_unmasked, "at the last step you bootstrap from last_value")
+    rejects(checks.gae, normalised, "normalised to mean 0")
+
+
+def test_ppo_clip_loss_diagnoses_hold_on_every_case():
+    def ratio(logp_new, logp_old):
+        return torch.exp(logp_new - logp_old.detach())
+
+    def min_of_means(logp_new, logp_old, advantages, clip_eps):  # clips, but takes the min of the averages
+        r, a = ratio(logp_new, logp_old), advantages.detach()
+        return -torch.min((r * a).mean(), (torch.clamp(r, 1 - clip_eps, 1 + clip_eps) * a).mean())
+
+    def clips_the_log_ratio(logp_new, logp_old, advantages, clip_eps):
+        log_ratio, a = logp_new - logp_old.detach(), advantages.detach()
+        return -torch.min(log_ratio.exp() * a, torch.clamp(log_ratio, -clip_eps, clip_eps).exp() * a).mean()
+
+    def normalises(logp_new, logp_old, advantages, clip_eps):  # as CleanRL's update loop does
+        return ppo_loss(logp_new, logp_old, (advantages - advantages.mean()) / (advantages.std() + 1e-8), clip_eps)
+
+    def only_clipped(logp_new, logp_old, advantages, clip_eps):
+        return -(torch.clamp(ratio(logp_new, logp_old), 1 - clip_eps, 1 + clip_eps) * advantages.detach()).mean()
+
+    message = rejects(checks.ppo_clip_loss, min_of_means, "min of the two averaged surrogates")
+    assert "you do not clip" not in message
+    rejects(checks.ppo_clip_loss, clips_the_log_ratio, "clip the log-ratio", "[1 - eps, 1 + eps]")
+    rejects(checks.ppo_clip_loss, normalises, "you normalise the advantages inside the loss")
+    rejects(checks.ppo_clip_loss, only_clipped, "only the clipped surrogate")
+
+
+def test_correct_variants_pass():
+    def gauss_seidel(P, R, gamma, tol=1e-8):
+        v = np.zeros(P.shape[0])
+        while True:
+            change = 0.0
+            for s in range(len(v)):
+                new = (R[s] + gamma * P[s] @ v).max()
+                change, v[s] = max(change, abs(new - v[s])), new
+            if change < tol:
+                return v, greedy(P, R, gamma, v)
+
+    def plain_argmax_policy_iteration(P, R, gamma):
+        states, policy = np.arange(P.shape[0]), np.zeros(P.shape[0], dtype=np.int64)
+        while True:
+            v = np.linalg.solve(np.eye(len(states)) - gamma * P[states, policy], R[states, policy])
+            new = (R + gamma * P @ v).argmax(axis=1)
+            if np.array_equal(new, policy):
+                return v, policy
+            policy = new
+
+    def ppo_by_sign_of_the_advantage(logp_new, logp_old, advantages, clip_eps):
+        r, a = torch.exp(logp_new - logp_old.detach()), advantages.detach()
+        return -(torch.where(a > 0, torch.clamp(r, max=1 + clip_eps), torch.clamp(r, min=1 - clip_eps)) * a).mean()
+
+    assert checks.value_iteration(gauss_seidel)
+    assert checks.policy_iteration(plain_argmax_policy_iteration)
+    assert checks.ppo_clip_loss(ppo_by_sign_of_the_advantage)
+
+
+def test_greedy_step_without_gamma():
+    def value_iteration_greedy_without_gamma(P, R, gamma, tol=1e-8):
+        v = sweeps(P, R, gamma, tol=tol)
+        return v, greedy(P, R, 1.0, v)
+
+    def policy_iteration_greedy_without_gamma(P, R, gamma):
+        states, policy = np.arange(P.shape[0]), np.zeros(P.shape[0], dtype=np.int64)
+        for _ in range(100):
+            v = np.linalg.solve(np.eye(len(states)) - gamma * P[states, policy], R[states, policy])
+            new = greedy(P, R, 1.0, v)
+            if np.array_equal(new, policy):
+                break
+            policy = new
+        return v, policy
+
+    rejects(checks.value_iteration, value_iteration_greedy_without_gamma, "reward 1 now and 1.6 one step later", "without gamma")
+    rejects(checks.policy_iteration, policy_iteration_greedy_without_gamma, "without gamma", "use gamma in the greedy step")

@@ -116,16 +116,26 @@ def _tied_mdp(states: int = 40) -> tuple[np.ndarray, np.ndarray]:
     return P, R
 
 
+def _now_or_later() -> tuple[np.ndarray, np.ndarray]:
+    """Two states: in state 0, reward 1 now (the episode ends) or 1.6 one step later; gamma = 0.5 makes 'now' better."""
+    P = np.zeros((2, 2, 2))
+    P[0, 1, 1] = 1.0  # action 1 in state 0 moves on to state 1; every other transition ends the episode
+    R = np.array([[1.0, 0.0], [1.6, 1.6]])
+    return P, R
+
+
 def _dp_cases() -> list[tuple[str, np.ndarray, np.ndarray, float, float | None]]:
     """(description, P, R, gamma, tol) of the cases both DP checkers test; tol None: the function's default."""
     lake_P, lake_R = _frozen_lake()
     P, R = _random_mdp(0)
     short_P, short_R = _random_mdp(1, states=5, actions=2, keep=(0.3, 0.8))
     tied_P, tied_R = _tied_mdp()
+    later_P, later_R = _now_or_later()
     return [("FrozenLake's table with gamma = 0.95", lake_P, lake_R, 0.95, None),
             ("a random MDP (6 states, 3 actions) with gamma = 0.9 and tol = 1e-10", P, R, 0.9, 1e-10),
             ("the same random MDP with gamma = 0", P, R, 0.0, None),
             ("a 40-state chain whose actions 0 and 1 are tied, gamma = 0.95", tied_P, tied_R, 0.95, None),
+            ("a choice between reward 1 now and 1.6 one step later, gamma = 0.5", later_P, later_R, 0.5, None),
             ("a random MDP whose every step ends the episode with probability at least 0.2, with gamma = 1", short_P, short_R, 1.0, None)]
 
 
@@ -183,7 +193,7 @@ def _dp_output(out, n_states: int, n_actions: int, what: str) -> tuple[np.ndarra
     return v.astype(np.float64), policy
 
 
-def _value_mistake(v, P, R, gamma: float, tol: float | None, what: str) -> str | None:
+def _value_mistake(v, P, R, gamma: float, what: str) -> str | None:
     """The diagnosis of a known mistake whose values on (P, R, gamma) are ``v``, or None."""
     if gamma > 0 and _close(v, R.max(axis=1)):
         return (f"on {what} your v equals max_a r(s, a), the values after a single sweep from v = 0; repeat the sweeps until "
@@ -208,13 +218,44 @@ def _value_mistake(v, P, R, gamma: float, tol: float | None, what: str) -> str |
     uniform = np.linalg.solve(np.eye(len(P)) - gamma * P.mean(axis=1), R.mean(axis=1)) if gamma < 1 else None
     if uniform is not None and _close(v, uniform):
         return f"on {what} your v is the value of the uniformly random policy: take the max over actions, not the mean."
-    residual = float(np.abs(dp.q_from_v(P, R, v, gamma).max(axis=1) - v).max())
-    if residual > 1e-6:
-        stop = f"tol = {tol:g}" if tol is not None else "tol"
-        return (f"on {what} your v is not a fixed point of the Bellman optimality equation: max_s |max_a q(s, a) - v(s)| = "
-                f"{residual:.2g} when your function returns; keep sweeping until the largest change of v is below {stop} "
-                "(stopping after a fixed number of sweeps, or at a looser tolerance, leaves v short of v*).")
     return None
+
+
+def _sweeps_to(v, P, R, gamma: float, limit: int = 5000) -> int | None:
+    """The number k of value-iteration sweeps from v = 0 after which the values equal ``v`` (to 1e-6), or None."""
+    current = np.zeros(len(P))
+    for k in range(1, limit + 1):
+        new = dp.q_from_v(P, R, current, gamma).max(axis=1)
+        if _close(v, new):
+            return k
+        if np.abs(new - current).max() < 1e-12:
+            return None
+        current = new
+    return None
+
+
+def _not_converged(fn, v, P, R, gamma: float, tol: float | None, what: str) -> str:
+    """Why ``v`` is not a fixed point of the Bellman optimality equation: the loop stopped early, or each sweep is wrong.
+
+    Three cases: v is value iteration after k sweeps (it stopped early); v does not change when the function is called
+    again with a much smaller tol (the loop converged, but to the fixed point of another update); or v does change.
+    """
+    residual = float(np.abs(dp.q_from_v(P, R, v, gamma).max(axis=1) - v).max())
+    stop = f"tol = {tol:g}" if tol is not None else "tol"
+    head = f"on {what} your v is not a fixed point of the Bellman optimality equation (max_s |max_a q(s, a) - v(s)| = {residual:.2g})"
+    k = _sweeps_to(v, P, R, gamma)
+    if k is not None:
+        return (f"{head}: it equals the values after {k} sweeps from v = 0; keep sweeping until the largest change of v in a "
+                f"sweep is below {stop}.")
+    try:
+        tighter, _ = _dp_output(_dp_call(fn, P, R, gamma, 1e-12, what), *R.shape, what)
+    except CheckFailed:
+        tighter = None
+    if tighter is not None and _close(tighter, v, atol=1e-9):
+        return (f"{head}, yet with tol = 1e-12 your function returns the same v, so your sweeps converge to something else; "
+                "compute q = R + gamma * P @ v (a sum over the next state s', the last axis of P) and v = q.max(axis=1).")
+    return (f"{head}; keep sweeping until the largest change of v in a sweep is below {stop}, and check that each sweep computes "
+            "v(s) <- max_a [r(s, a) + gamma sum_s' p(s' | s, a) v(s')].")
 
 
 def _greedy_problem(policy, P, R, v_star, gamma: float, what: str) -> str | None:
@@ -224,6 +265,11 @@ def _greedy_problem(policy, P, R, v_star, gamma: float, what: str) -> str | None
     if (gap <= 1e-6).all():
         return None
     s = int(np.argmax(gap))
+    undiscounted = dp.q_from_v(P, R, v_star, 1.0)  # (S, A): the greedy step without gamma
+    if gamma < 1 and (undiscounted.max(axis=1) - undiscounted[np.arange(len(policy)), policy] <= 1e-9).all():
+        return (f"on {what} your policy is greedy for r(s, a) + sum_s' p(s' | s, a) v(s'), without gamma: in state {s} it takes "
+                f"action {int(policy[s])} although action {int(q[s].argmax())} is better; use gamma in the greedy step too: "
+                "argmax_a [r(s, a) + gamma sum_s' p(s' | s, a) v(s')].")
     if len(set(policy.tolist())) > 1 and np.array_equal(policy, q.argmin(axis=1)):  # (a constant policy is more likely unimproved)
         return f"on {what} your policy takes the worst action in every state (argmin); the greedy policy is the argmax of q(s, a) over a."
     return (f"on {what} your policy is not greedy: in state {s} it takes action {int(policy[s])} with q = {q[s, policy[s]]:.4f}, "
@@ -241,23 +287,25 @@ def value_iteration(fn):
         v_star = _values(P, R, gamma)
         v, policy = _dp_output(_dp_call(fn, P, R, gamma, tol, what), *R.shape, what)
         if not _close(v, v_star):
-            mistake = _value_mistake(v, P, R, gamma, tol, what)
+            mistake = _value_mistake(v, P, R, gamma, what)
             if mistake:
                 raise CheckFailed(mistake)
+            if np.abs(dp.q_from_v(P, R, v, gamma).max(axis=1) - v).max() > 1e-6:
+                raise CheckFailed(_not_converged(fn, v, P, R, gamma, tol, what))
             s = int(np.abs(v - v_star).argmax())
             raise CheckFailed(f"on {what} your v differs from the optimal values by up to {abs(v[s] - v_star[s]):.4f} (state {s}: "
                               f"{v[s]:.4f} instead of {v_star[s]:.4f}); sweep v(s) <- max_a [r(s, a) + gamma sum_s' p(s' | s, a) v(s')].")
         problem = _greedy_problem(policy, P, R, v_star, gamma, what)
         if problem:
             raise CheckFailed(problem)
-    return ("optimal values and a greedy policy (int64) on FrozenLake, a random MDP with tol = 1e-10, gamma = 0, tied actions "
-            "and gamma = 1, with terminal transitions everywhere")
+    return ("optimal values and a greedy policy (int64) on FrozenLake, a random MDP with tol = 1e-10, gamma = 0, tied actions, "
+            "reward now or later with gamma = 0.5, and gamma = 1, with terminal transitions everywhere")
 
 
 @exercise(reference=dp.policy_iteration, probe=_dp_probe)
 def policy_iteration(fn):
     """Compare v with the optimal values, check it is the value of the returned policy and that the policy is greedy."""
-    for what, P, R, gamma, _ in _dp_cases()[:4]:  # (gamma < 1: evaluating a policy that never ends needs gamma < 1)
+    for what, P, R, gamma, _ in [case for case in _dp_cases() if case[3] < 1]:  # (evaluating a policy that never ends needs gamma < 1)
         v_star = _values(P, R, gamma)
         v, policy = _dp_output(_dp_call(fn, P, R, gamma, None, what), *R.shape, what)
         v_policy = dp.evaluate_policy(P, R, policy, gamma)
@@ -268,8 +316,8 @@ def policy_iteration(fn):
                     raise CheckFailed(problem.replace("is not greedy:", "was not improved until it was stable:")
                                       .replace("return argmax_a", "repeat evaluation and improvement until no action changes; "
                                                "the improved action is argmax_a"))
-            mistake = _value_mistake(v, P, R, gamma, None, what)
-            if mistake and "fixed point" not in mistake:
+            mistake = _value_mistake(v, P, R, gamma, what)
+            if mistake:
                 raise CheckFailed(mistake)
             s = int(np.abs(v - v_star).argmax())
             if not _close(v, v_policy):
@@ -284,7 +332,8 @@ def policy_iteration(fn):
         problem = _greedy_problem(policy, P, R, v_star, gamma, what)
         if problem:
             raise CheckFailed(problem)
-    return "optimal values, exactly the value of the returned greedy policy, on FrozenLake, a random MDP, gamma = 0 and 40 tied states"
+    return ("optimal values, exactly the value of the returned greedy policy, on FrozenLake, a random MDP, gamma = 0, 40 tied states "
+            "and reward now or later with gamma = 0.5")
 
 
 # --------------------------------------------------------------------------- 2. Q-learning
@@ -308,6 +357,8 @@ def _q_mistake(got: float, q, case) -> str | None:
     s, a, reward, s_next, terminated, alpha, gamma, what = case
     old = q[s, a]
     target = _q_target(q, s_next, reward, terminated, gamma)
+    decayed = q.copy()
+    decayed[s, a] *= 1 - alpha  # Q(s, a) changed before the target is read: differs only where s' = s
     candidates = [
         ("bootstrap", old + alpha * (_q_target(q, s_next, reward, terminated, gamma, "bootstrap") - old),
          f"for {what} you still add gamma max_a' Q(s', a'); after the last step of an episode nothing follows, so the target "
@@ -326,6 +377,9 @@ def _q_mistake(got: float, q, case) -> str | None:
          f"for {what} you move Q(s, a) away from the target; add alpha (target - Q(s, a)), not subtract it."),
         ("gamma", old + alpha * (reward + (0.0 if terminated else q[s_next].max()) - old),
          f"for {what} your target does not discount: use r + gamma max_a' Q(s', a') with the gamma = {gamma:g} passed in."),
+        ("stale", decayed[s, a] + alpha * _q_target(decayed, s_next, reward, terminated, gamma),
+         f"for {what} your target reads Q(s', .) after you had already changed Q(s, a), which is the same entry when s' = s; "
+         "compute the target from the table as it was, then change Q(s, a) once."),
     ]
     for _, value, sentence in candidates:
         if abs(value - (old + alpha * (target - old))) > 1e-9 and abs(got - value) < 1e-9:
@@ -374,6 +428,13 @@ def _loss_output(out, what: str) -> torch.Tensor:
     return out
 
 
+def _standardised(x: torch.Tensor, unbiased: bool) -> torch.Tensor:
+    """(x - mean) / (std + 1e-8), advantages normalised as students often do (one sample: NaN if unbiased, without a warning)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return (x - x.mean()) / (x.std(correction=int(unbiased)) + 1e-8)
+
+
 def _grad_of(out: torch.Tensor, tensor: torch.Tensor) -> torch.Tensor:
     """d out / d tensor (zeros if the output does not depend on it)."""
     return tensor.grad if tensor.grad is not None else torch.zeros_like(tensor)
@@ -409,7 +470,11 @@ def reinforce_loss(fn):
                 (-(logprobs.detach() * returns).mean(), "your loss ignores the baseline; weight each log-probability by "
                                                         "(return - baseline)."),
                 (-(logprobs.detach() * (returns + baseline.detach())).mean(), "you add the baseline; subtract it: (return - baseline)."),
-            ]
+                (-(logprobs.detach() * (returns - returns.mean())).mean(), "you subtract the mean return instead of the baseline passed "
+                                                                           "in; weight each log-probability by (return - baseline)."),
+            ] + [(-(logprobs.detach() * _standardised(advantage, unbiased)).mean(),
+                  "you normalise (return - baseline) to mean 0 and standard deviation 1; this loss takes it as it is, "
+                  "-mean(logprob * (return - baseline)) (whether to normalise is the training loop's choice).") for unbiased in (True, False)]
             for value, sentence in variants:
                 if not torch.isclose(value, expected, atol=1e-5) and torch.isclose(got, value, atol=1e-5):
                     raise CheckFailed(f"for {what}: {sentence}")
@@ -441,13 +506,17 @@ def _gae_variant(rewards, values, dones, last_value, gamma: float, lam: float, m
             done = dones[t + 1] if mistake == "done_next" else dones[t]
         nonterminal = 1.0 - done
         g, l_ = (lam, gamma) if mistake == "swapped" else (gamma, lam)
-        delta = rewards[t] + g * next_value * nonterminal - values[t]
+        bootstrap = 1.0 if mistake == "delta_past_done" or (mistake == "last_step_unmasked" and t == T - 1) else nonterminal
+        delta = rewards[t] + g * next_value * bootstrap - values[t]
         carry = 1.0 if mistake == "carry_past_done" else nonterminal
         decay = lam if mistake == "no_gamma_in_trace" else g * l_
         running = delta + decay * carry * running
         advantages[t] = running
         next_value = values[t]
-    return advantages, (advantages if mistake == "returns_without_values" else advantages + values)
+    returns = advantages if mistake == "returns_without_values" else advantages + values
+    if mistake in ("normalised", "normalised_biased"):  # (only the advantages are compared: returns may come before or after)
+        advantages = _standardised(advantages, unbiased=mistake == "normalised")
+    return advantages, returns
 
 
 _GAE_MISTAKES = {
@@ -462,7 +531,14 @@ _GAE_MISTAKES = {
     "returns_without_values": "your returns equal the advantages; the returns that train the critic are advantages + values.",
     "swapped": "gamma and lam are swapped: delta_t uses gamma, and the advantages decay by gamma * lam.",
     "no_gamma_in_trace": "your advantages decay by lam alone; the sum is A_t = delta_t + gamma * lam * A_{t+1}.",
+    "delta_past_done": "your running advantage stops at dones[t] = 1, but delta_t still adds gamma V_{t+1}; where the episode "
+                       "ended at step t nothing follows it, so multiply gamma V_{t+1} by (1 - dones[t]) too.",
+    "last_step_unmasked": "at the last step you bootstrap from last_value although the episode ended there (dones[T - 1] = 1); "
+                          "multiply gamma V_T by (1 - dones[T - 1]) as at every other step.",
+    "normalised": "your advantages are normalised to mean 0 and standard deviation 1; gae returns them as computed (the PPO "
+                  "update normalises them itself, after gae).",
 }
+_GAE_MISTAKES["normalised_biased"] = _GAE_MISTAKES["normalised"]
 
 
 def _gae_cases() -> list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float, float]]:
@@ -501,14 +577,14 @@ def gae(fn):
             variant_adv, variant_ret = _gae_variant(rewards, values, dones, last_value, gamma, lam, mistake)
             if _close(variant_adv, expected_adv, 1e-5) and _close(variant_ret, expected_ret, 1e-5):
                 continue  # this case cannot tell the mistake apart
-            if _close(adv, variant_adv, atol=1e-5) and _close(ret, variant_ret, atol=1e-5):
+            if _close(adv, variant_adv, atol=1e-5) and (mistake.startswith("normalised") or _close(ret, variant_ret, atol=1e-5)):
                 raise CheckFailed(f"for {what}: {sentence}")
         if _close(adv, expected_adv, atol=1e-5):
             raise CheckFailed(f"for {what} your advantages are right but the returns are not; return advantages + values.")
         t, n = (int(i) for i in np.unravel_index(int((adv - expected_adv).abs().argmax()), tuple(adv.shape)))
         raise CheckFailed(f"for {what} your advantage at step {t} of environment {n} is {adv[t, n]:.4f}, expected "
-                          f"{expected_adv[t, n]:.4f}; loop backwards: delta_t = r_t + gamma V_(t+1) (1 - d_t) - V_t, "
-                          "A_t = delta_t + gamma lam (1 - d_t) A_(t+1).")
+                          f"{expected_adv[t, n]:.4f}; compute backwards from t = T - 1, with V_T = last_value and A_T = 0: "
+                          "delta_t = r_t + gamma V_(t+1) (1 - d_t) - V_t, A_t = delta_t + gamma lam (1 - d_t) A_(t+1).")
     _check_devices(fn, _gae_cases()[0][1:], _device_hint("rewards", " (e.g. torch.zeros_like(rewards))"))
     return "advantages and returns for episodes ending mid-rollout and at its last step, one step, lam = 0, lam = 1, no dones"
 
@@ -516,13 +592,21 @@ def gae(fn):
 def _ppo_reference(logp_new, logp_old, advantages, clip_eps: float, mistake: str | None = None) -> torch.Tensor:
     """The clipped loss (differentiable in logp_new only), or its value with one known mistake."""
     logp_old, advantages = logp_old.detach(), advantages.detach()
+    if mistake in ("normalised", "normalised_biased"):
+        advantages = _standardised(advantages, unbiased=mistake == "normalised")
     ratio = {"divide": logp_new / logp_old, "no_exp": logp_new - logp_old,
              "inverted": torch.exp(logp_old - logp_new)}.get(mistake, torch.exp(logp_new - logp_old))
     eps = 0.2 if mistake == "fixed_eps" else clip_eps
     unclipped = ratio * advantages
-    clipped = (torch.clamp(unclipped, 1 - eps, 1 + eps) if mistake == "clip_product"
-               else torch.clamp(ratio, 1 - eps, 1 + eps) * advantages)
-    surrogate = {"max": torch.max(unclipped, clipped), "no_clip": unclipped}.get(mistake, torch.min(unclipped, clipped))
+    if mistake == "clip_product":
+        clipped = torch.clamp(unclipped, 1 - eps, 1 + eps)
+    elif mistake == "log_clip":
+        clipped = torch.exp(torch.clamp(logp_new - logp_old, -eps, eps)) * advantages
+    else:
+        clipped = torch.clamp(ratio, 1 - eps, 1 + eps) * advantages
+    if mistake == "min_of_means":
+        return -torch.min(unclipped.mean(), clipped.mean())
+    surrogate = {"max": torch.max(unclipped, clipped), "no_clip": unclipped, "only_clipped": clipped}.get(mistake, torch.min(unclipped, clipped))
     if mistake == "no_minus":
         return surrogate.mean()
     return -surrogate.sum() if mistake == "sum" else -surrogate.mean()
@@ -540,7 +624,45 @@ _PPO_MISTAKES = {
     "fixed_eps": "you clip with 0.2 instead of the clip_eps passed in.",
     "no_clip": "you do not clip: the loss is -mean(min(ratio * A, clip(ratio, 1 - eps, 1 + eps) * A)).",
     "sum": "you sum over the samples; take the mean.",
+    "only_clipped": "you keep only the clipped surrogate; PPO takes, sample by sample, the smaller of ratio * A and "
+                    "clip(ratio, 1 - eps, 1 + eps) * A, then the mean.",
+    "min_of_means": "you take the min of the two averaged surrogates; take the min sample by sample, then the mean: "
+                    "-mean(min(ratio * A, clip(ratio) * A)).",
+    "log_clip": "you clip the log-ratio to [-eps, eps], which clips the ratio to [exp(-eps), exp(eps)]; clip the ratio itself "
+                "to [1 - eps, 1 + eps].",
+    "normalised": "you normalise the advantages inside the loss; ppo_clip_loss takes them as given (the course's PPO normalises "
+                  "them once per rollout, before calling it).",
 }
+_PPO_MISTAKES["normalised_biased"] = _PPO_MISTAKES["normalised"]
+
+
+def _ppo_losses(fn) -> list[float | None]:
+    """The student's loss on every case of the check (None where it fails or is not a number): to tell mistakes apart."""
+    losses = []
+    for _, *tensors, clip_eps in _ppo_cases():  # (warnings silenced by the caller)
+        try:
+            out = _invoke(fn, (*(x.detach().clone().requires_grad_() for x in tensors), clip_eps))
+            losses.append(float(out.detach()) if isinstance(out, torch.Tensor) and out.numel() == 1 else None)
+        except CheckFailed:
+            losses.append(None)
+    return losses
+
+
+def _ppo_mistake(fn) -> str | None:
+    """The known mistake whose loss equals the student's on every case of the check, or None."""
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")  # (the standard deviation of one sample warns)
+        losses = _ppo_losses(fn)
+        variants = {mistake: [float(_ppo_reference(*case[1:], mistake=mistake)) for case in _ppo_cases()] for mistake in _PPO_MISTAKES}
+    for mistake, sentence in _PPO_MISTAKES.items():
+        if all(got is None or np.isclose(got, value, atol=1e-5, equal_nan=True) for got, value in zip(losses, variants[mistake])):
+            return sentence
+    return None
+
+
+def _digits(a: float, b: float) -> int:
+    """Decimals enough to show that two different numbers differ (4, 6 or 8)."""
+    return next((d for d in (4, 6) if f"{a:.{d}f}" != f"{b:.{d}f}"), 8)
 
 
 def _ppo_cases() -> list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor, float]]:
@@ -566,11 +688,11 @@ def ppo_clip_loss(fn):
         out = _loss_output(out, f"the loss for {what}")
         got = out.detach()
         if not torch.isclose(got, expected, atol=1e-5):
-            for mistake, sentence in _PPO_MISTAKES.items():
-                value = _ppo_reference(logp_new, logp_old, advantages, clip_eps, mistake).detach()
-                if not torch.isclose(value, expected, atol=1e-5) and torch.isclose(got, value, atol=1e-5):
-                    raise CheckFailed(f"for {what}: {sentence}")
-            raise CheckFailed(f"for {what} your loss is {got.item():.4f}, expected {expected.item():.4f} = "
+            sentence = _ppo_mistake(fn)
+            if sentence:
+                raise CheckFailed(f"for {what}: {sentence}")
+            d = _digits(got.item(), expected.item())
+            raise CheckFailed(f"for {what} your loss is {got.item():.{d}f}, expected {expected.item():.{d}f} = "
                               "-mean(min(ratio * A, clip(ratio, 1 - eps, 1 + eps) * A)).")
         out.backward()
         for name, tensor in (("logp_old", got_old), ("advantages", got_adv)):

@@ -579,6 +579,17 @@ def test_sequence_logprob_bugs():
     rejects(checks.sequence_logprob, under_no_grad, "have no gradient", "torch.no_grad")
     rejects(checks.sequence_logprob, cpu_accumulator, "creates a tensor on the CPU", "input_ids.device")
     rejects(checks.sequence_logprob, arange_positions, "creates a tensor on the CPU")  # right values, but not on a GPU
+    def negated(*args):
+        return -correct(*args)
+
+    def positions_without_mask(model, input_ids, attention_mask, response_mask):
+        positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        logits = model(input_ids=input_ids, position_ids=positions).logits
+        lp = torch.log_softmax(logits[:, :-1], -1).gather(-1, input_ids[:, 1:, None]).squeeze(-1)
+        return (lp * response_mask[:, 1:]).sum(-1)
+
+    rejects(checks.sequence_logprob, negated, "minus the log-probabilities")
+    rejects(checks.sequence_logprob, positions_without_mask, "position ids but no attention_mask")
     rejects(checks.sequence_logprob, keeps_a_dimension, "has shape (3, 1) but should have shape (3)")
     rejects(checks.sequence_logprob, float64, "has dtype torch.float64")
 
@@ -622,4 +633,21 @@ def test_score_options_bugs():
     rejects(checks.score_options, with_switches(sizes="other"), "normalize='per_token' divides by the option's number of tokens")
     rejects(checks.score_options, with_switches(sizes="per_char_with_space"), "without the separating space")
     rejects(checks.score_options, with_switches(to_device=False), "token ids on the CPU", ".to(model.device)")
+
+    def scored_at_own_position(model, tokenizer, context, options, normalize="none"):
+        context_ids = tokenizer(context, add_special_tokens=False)["input_ids"]
+        scores = []
+        for option in options:
+            option_ids = tokenizer(" " + option, add_special_tokens=False)["input_ids"]
+            ids = torch.tensor([context_ids + option_ids])
+            lp = torch.log_softmax(model(input_ids=ids).logits[0], -1).gather(-1, ids[0, :, None]).squeeze(-1)
+            size = {"none": 1, "per_token": len(option_ids), "per_char": len(option)}[normalize]
+            scores.append(lp[len(context_ids):].sum() / size)
+        return torch.stack(scores)
+
+    def always_per_token(model, tokenizer, context, options, normalize="none"):
+        return option_scores(model, tokenizer, context, options, "per_token")
+
+    rejects(checks.score_options, scored_at_own_position, "with the logits at its own position")
+    rejects(checks.score_options, always_per_token, "normalize='none' asks for the summed log-probability")
     rejects(checks.score_options, lambda *args: with_switches()(*args).tolist(), "should be a torch.Tensor, but it is a list")

@@ -678,16 +678,20 @@ def _sequence_logprob_variants(model, rows, prompt_lens, ids, attention, respons
     right_positions = model(input_ids=ids, attention_mask=attention, position_ids=positions).logits
     return {
         "expected": torch.stack(expected),
+        "negated": -torch.stack(expected),
         "mean": torch.stack(mean),
         "prompt": torch.stack(prompt_too),
         "off_by_one": torch.stack(off_by_one),
         "shifted_mask": masked(right_positions, response[:, :-1]),
         "no_positions": masked(model(input_ids=ids, attention_mask=attention).logits, response[:, 1:]),
         "no_mask": masked(model(input_ids=ids).logits, response[:, 1:]),
+        "positions_no_mask": masked(model(input_ids=ids, position_ids=positions).logits, response[:, 1:]),
     }
 
 
 _SEQUENCE_LOGPROB_MISTAKES = {
+    "negated": "your values are minus the log-probabilities (a negative log-likelihood, as cross_entropy returns); "
+               "log pi(y | x) is the sum of log P itself, a negative number.",
     "off_by_one": "you score token t with the logits at position t; the logits at t predict token t + 1, so token t's "
                   "log-probability comes from logits[:, t - 1] (compare logits[:, :-1] with input_ids[:, 1:]).",
     "shifted_mask": "your response mask is shifted by one: entry t of the shifted log-probabilities scores input_ids[:, t + 1], "
@@ -698,6 +702,8 @@ _SEQUENCE_LOGPROB_MISTAKES = {
                     "(attention_mask.cumsum(-1) - 1).clamp(min=0) to the model, so each row's first real token is at position 0.",
     "no_mask": "you call the model without the attention mask, so with left padding the real tokens attend to padding; "
                "pass attention_mask (and position ids counted from it) to the model.",
+    "positions_no_mask": "you pass position ids but no attention_mask, so with left padding the real tokens attend to the "
+                         "padding; pass attention_mask as well.",
 }
 
 
@@ -795,7 +801,12 @@ def _option_variants(model, tokenizer, context: str, options: list[str], normali
     variants = {"expected": scores(with_space, n - 1, sizes[normalize]),  # [n - 1] scores the option's first token
                 "context": scores(with_space, 0, sizes[normalize]),  # every token after the first, context included
                 "no_space": scores(no_space, n - 1, [len(ids) for ids in no_space] if normalize == "per_token" else sizes[normalize]),
-                "drops_first": scores(with_space, n, sizes[normalize])}
+                "drops_first": scores(with_space, n, sizes[normalize]),
+                "off_by_one": torch.stack([_same_position_logprobs(model, context_ids + ids)[n:].sum() / size
+                                           for ids, size in zip(with_space, sizes[normalize] or [1] * len(options))])}
+    if normalize == "none":
+        variants.update(normalised_anyway=scores(with_space, n - 1, sizes["per_token"]),
+                        normalised_anyway_char=scores(with_space, n - 1, sizes["per_char"]))
     if normalize != "none":
         other = "per_char" if normalize == "per_token" else "per_token"
         variants.update(unnormalised=scores(with_space, n - 1), other_normalisation=scores(with_space, n - 1, sizes[other]),
@@ -813,7 +824,19 @@ _SCORE_OPTIONS_MISTAKES = {
                     "({how}).",
     "other_normalisation": "normalize='{normalize}' divides by {how}; your scores divide by the other length.",
     "space_counted": "normalize='per_char' divides by the option's number of characters without the separating space.",
+    "off_by_one": "you score each option token with the logits at its own position; the logits at position t predict token "
+                  "t + 1, so the option's first token is scored by the logits at the context's last position.",
+    "normalised_anyway": "normalize='none' asks for the summed log-probability; you divide by the option's number of tokens.",
+    "normalised_anyway_char": "normalize='none' asks for the summed log-probability; you divide by the option's number of "
+                              "characters.",
 }
+
+
+@torch.no_grad()
+def _same_position_logprobs(model, row: list[int]) -> torch.Tensor:
+    """log softmax(logits[t])[row[t]] for every t of one row: token t scored with the logits at t (the off-by-one mistake)."""
+    ids = torch.tensor([row])
+    return torch.log_softmax(model(input_ids=ids).logits[0].float(), -1).gather(-1, ids[0, :, None]).squeeze(-1)
 
 
 def _score_options_probe() -> tuple:

@@ -80,6 +80,19 @@ def describe_profile() -> None:
     print(profile_summary())
 
 
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Run the block with ``n`` torch threads and restore the caller's number after it (tiny MLPs: one is fastest)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def use_tiny_threads() -> int:
     """In the ``tiny`` profile, compute with ``$RL4LM_THREADS`` torch threads (default 1); return the number in use.
 

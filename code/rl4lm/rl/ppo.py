@@ -23,7 +23,6 @@ against stable-baselines3):
 from __future__ import annotations
 
 import collections
-import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -34,7 +33,9 @@ import torch
 from torch import nn
 
 from .. import labs
+from ..profiles import torch_threads
 from . import policy_gradient
+from .envs import vector_env
 
 
 @dataclass
@@ -137,31 +138,16 @@ def check_config(config: PPOConfig) -> None:
 
 
 def make_envs(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
-    """``num_envs`` copies of ``env_id`` stepped together, numpy-vectorised where gymnasium has it.
-
-    Either way the vector env resets a finished environment on the *next* step (gymnasium's NEXT_STEP autoreset):
-    that step ignores its action and returns reward 0 and the first observation of the new episode.
+    """:func:`rl4lm.rl.envs.vector_env` with what this PPO needs besides discrete actions: flat observations, and a
+    vector env that resets a finished environment on the *next* step (gymnasium's NEXT_STEP autoreset): that step
+    ignores its action and returns reward 0 and the first observation of the new episode.
     """
-    try:
-        envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point")
-    except (gym.error.Error, ValueError):  # no numpy-vectorised version: one Python env per copy
-        envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync")
-    if not isinstance(envs.single_action_space, gym.spaces.Discrete) or len(envs.single_observation_space.shape) != 1:
+    envs = vector_env(env_id, num_envs)
+    if len(envs.single_observation_space.shape) != 1:
         raise ValueError(f"env_id {env_id!r}: this PPO needs discrete actions and flat observations.")
     if envs.metadata.get("autoreset_mode", gym.vector.AutoresetMode.NEXT_STEP) != gym.vector.AutoresetMode.NEXT_STEP:
         raise ValueError(f"env_id {env_id!r}: the vector env must reset finished episodes on the next step.")
     return envs
-
-
-@contextlib.contextmanager
-def torch_threads(n: int):
-    """Run the block with ``n`` torch threads and restore the previous number after it."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def train_ppo(config: PPOConfig, gae_fn=policy_gradient.gae, loss_fn=policy_gradient.ppo_clip_loss, progress: bool = False) -> PPOResult:

@@ -11,17 +11,17 @@ it weights late steps as much as early ones and is not the exact gradient of the
 """
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
 
+from ..profiles import torch_threads
 from . import mdp
+from .envs import vector_env
 from .policy_gradient import explained_variance, reinforce_loss
 
 
@@ -71,27 +71,10 @@ class Episode:
 
 
 def episode_envs(num_envs: int, env_id: str = "CartPole-v1"):
-    """A gymnasium vector environment of ``num_envs`` copies for :func:`collect_episodes` (numpy-vectorised where it exists)."""
+    """A gymnasium vector environment of ``num_envs`` copies for :func:`collect_episodes` (:func:`rl4lm.rl.envs.vector_env`)."""
     if num_envs < 1:
         raise ValueError(f"num_envs must be at least 1, got {num_envs}.")
-    try:
-        envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point")
-    except (gym.error.Error, ValueError):  # no vectorised version: copies stepped one after the other
-        envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync")
-    if not isinstance(envs.single_action_space, gym.spaces.Discrete):
-        raise ValueError(f"env_id {env_id!r} has no discrete actions; a categorical policy needs them.")
-    return envs
-
-
-@contextlib.contextmanager
-def _one_thread():
-    """Tiny MLPs run fastest on one torch thread (more only add synchronisation); restore the caller's setting after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+    return vector_env(env_id, num_envs)
 
 
 @torch.no_grad()
@@ -102,7 +85,7 @@ def collect_episodes(policy: CategoricalPolicy, envs, seed: int, generator: torc
     ``envs`` (from :func:`episode_envs`) is reset with ``seed``; the steps a sub-environment takes
     after its episode ended (gymnasium resets it and starts another) are not part of its episode.
     """
-    with _one_thread():
+    with torch_threads(1):
         return _collect(policy, envs, seed, generator, max_steps)
 
 
@@ -182,7 +165,7 @@ def policy_gradient_estimates(policy: CategoricalPolicy, episodes: list[Episode]
                          f"got {episodes_per_batch}.")
     params = [p for p in policy.parameters() if p.requires_grad]
     estimates = []
-    with _one_thread():
+    with torch_threads(1):
         for start in range(0, len(episodes) - episodes_per_batch + 1, episodes_per_batch):
             batch = episodes[start:start + episodes_per_batch]
             obs = torch.cat([e.observations for e in batch])  # (N, obs_dim), N steps of the batch
@@ -199,7 +182,7 @@ def fit_value(value: ValueNetwork, episodes: list[Episode], gamma: float, epochs
     obs = torch.cat([e.observations for e in episodes])  # (N, obs_dim)
     returns = torch.cat([episode_returns_to_go(e, gamma) for e in episodes])  # (N,)
     optimizer = torch.optim.Adam(value.parameters(), lr=learning_rate)
-    with _one_thread():
+    with torch_threads(1):
         for _ in range(epochs):
             loss = ((value(obs) - returns) ** 2).mean()
             optimizer.zero_grad()
@@ -265,7 +248,7 @@ def train_reinforce_cartpole(config: ReinforceConfig | None = None,
     from tqdm.auto import tqdm
 
     result = ReinforceResult()
-    with _one_thread(), torch.random.fork_rng(devices=[]):
+    with torch_threads(1), torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)  # the networks' initial weights
         envs = episode_envs(config.episodes_per_update, config.env_id)
         obs_dim, n_actions = envs.single_observation_space.shape[0], envs.single_action_space.n

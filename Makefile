@@ -38,12 +38,15 @@ test: lint
 	$(BIN)/python -m pytest
 
 ## bench: per-notebook execution time (median of runs), the tiny-asset build time, the course's LM sampler against
-## transformers' generate, and the course's PPO against stable-baselines3 (a benchmark-only dependency) on CartPole
+## transformers' generate, the course's PPO against stable-baselines3 (a benchmark-only dependency) on CartPole, and the
+## course's DPO and GRPO steps against TRL's DPOTrainer and GRPOTrainer at equal model and batch
 bench: tiny
 	$(BIN)/python -m rl4lm_book.bench
 	$(BIN)/python -m rl4lm_book.bench_sampler
 	$(BIN)/python -m pip install -q -r requirements-bench.txt
 	$(BIN)/python -m rl4lm_book.bench_ppo
+	$(BIN)/python -m rl4lm_book.bench_dpo
+	$(BIN)/python -m rl4lm_book.bench_grpo
 
 ## homework: regenerate the student notebooks from homework/solutions/*.md
 homework: $(STAMP)

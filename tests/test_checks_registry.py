@@ -23,7 +23,7 @@ def test_registry_lists_every_checker_once_with_its_reference():
     for name, exercise in checks.EXERCISES.items():
         assert getattr(checks, name) is exercise.check
         assert exercise.reference.__name__ == name, f"{name}'s reference is {exercise.reference.__name__}"
-        assert exercise.topic in {"lm", "rl", "pg"}
+        assert exercise.topic in {"lm", "rl", "pg", "rlhf"}
 
 
 def test_a_second_checker_with_the_same_name_is_refused():
@@ -37,8 +37,9 @@ def test_every_exercise_has_planted_bug_tests():
     import test_checks_lm
     import test_checks_pg
     import test_checks_rl
+    import test_checks_rlhf
 
-    tested = {name[len("test_"):-len("_bugs")] for module in (test_checks_lm, test_checks_pg, test_checks_rl)
+    tested = {name[len("test_"):-len("_bugs")] for module in (test_checks_lm, test_checks_pg, test_checks_rl, test_checks_rlhf)
               for name in dir(module) if name.startswith("test_") and name.endswith("_bugs")}
     aliases = {"attention": "causal_self_attention", "sinusoidal": "sinusoidal_positions", "rope": "apply_rope",
                "temperature": "temperature_softmax", "top_k": "top_k_filter", "top_p": "top_p_filter",

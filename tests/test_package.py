@@ -120,6 +120,7 @@ def test_pages_and_scripts_import_helpers_instead_of_copying_them():
     copies = []
     sources = [p for p in executable_pages() if "solutions" not in p.parts]
     sources += sorted((ROOT / "code" / "lectures").glob("*.py")) + sorted((ROOT / "code" / "labs").glob("*.py"))
+    sources += sorted((ROOT / "code" / "scale").glob("*.py"))
     for path in sources:
         for name in re.findall(r"^\s*def (\w+)\(", path.read_text(), flags=re.M):
             if name in package and name != "main":

@@ -10,12 +10,12 @@ experiment by the last check's outcome or, for a function never checked, by call
 smallest input. A checker refuses the course's own reference (and a function that calls it): the checks
 are there for the student's code.
 
-Checkers live by topic (:mod:`.lm`, :mod:`.rl`, :mod:`.pg`); ``EXERCISES`` is the one registry of them (name,
+Checkers live by topic (:mod:`.lm`, :mod:`.rl`, :mod:`.pg`, :mod:`.rlhf`); ``EXERCISES`` is the one registry of them (name,
 topic, checker, the course's reference), from which the tests take the list of checkers.
 """
 from __future__ import annotations
 
-from . import lm, pg, rl  # noqa: F401  (importing registers every checker)
+from . import lm, pg, rl, rlhf  # noqa: F401  (importing registers every checker)
 from ._core import EXERCISES, CheckFailed, Exercise, implemented
 
 globals().update({name: ex.check for name, ex in EXERCISES.items()})

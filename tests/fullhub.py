@@ -1,7 +1,7 @@
 """An offline stand-in for the Hugging Face hub, so that the tests can run the ``full`` profile without a network.
 
 :func:`build` writes, into one folder, what a student's Colab holds after the ``full`` profile has loaded every
-role once: the seven hub repositories of :mod:`rl4lm.assets.roles` under their real names, at their real commits,
+role once: the eleven hub repositories of :mod:`rl4lm.assets.roles` under their real names, at their real commits,
 with their real file layout, but with small contents made from the tiny assets:
 
 ==================================  =====================================================================
@@ -16,6 +16,16 @@ repository                          stand-in
                                     chat template; eos ``<|im_end|>``, pad ``<|endoftext|>``, no bos
 ``lvwerra/distilbert-imdb``         the tiny DistilBERT classifier with the real ``id2label``
                                     (0 NEGATIVE, 1 POSITIVE)
+``allenai/OLMo-2-0425-1B``,         the four stages of OLMo 2 1B's post-training (roles ``pipeline_*``):
+``...-SFT``, ``...-DPO``,           random 2-layer ``Olmo2ForCausalLM`` (float32, untied embeddings, 4,096
+``...-Instruct``                    positions, rope theta 500,000; a different seed per stage) whose
+                                    ``config.json`` is written in the hub's older spelling (``rope_theta``,
+                                    ``torch_dtype``); the base in two shards with an index, as on the hub, the
+                                    others in one ``model.safetensors``; the tiny tokenizer (with
+                                    ``vocab.json``/``merges.txt``) as ``GPT2Tokenizer`` with OLMo 2's specials,
+                                    eos = bos = unk ``<|endoftext|>`` and pad ``<|pad|>``, an embedding padded
+                                    beyond the tokenizer (OLMo 2: 100,352 rows for 100,278 tokens), and Tulu's
+                                    chat template on every stage but the base
 ``stanfordnlp/imdb``                config ``plain_text``: ``text`` and ``label`` (ClassLabel neg/pos) in
                                     ``plain_text/{train,test,unsupervised}-00000-of-00001.parquet``
 ``trl-lib/ultrafeedback_binarized`` config ``default``: ``chosen``/``rejected`` as lists of {content, role}
@@ -81,6 +91,12 @@ COMMITS = {
     "rajpurkar/squad": "7b6d24c440a36b6815f21b70d25016731768db1f",
     "aps/super_glue": "3de24cf8022e94f4ee4b9d55a6f539891524d646",
 }
+COMMITS.update({  # OLMo 2 1B's post-training stages: main as public code pins it (see rl4lm/assets/roles.py)
+    "allenai/OLMo-2-0425-1B": "a1847dff35000b4271fa70afc5db10fd29fedbdf",
+    "allenai/OLMo-2-0425-1B-SFT": "0d85a3d037876ce6ac7d4311d994400fc66ac27f",
+    "allenai/OLMo-2-0425-1B-DPO": "c4b0485961ab24c2433b090f3b922f0913a9290f",
+    "allenai/OLMo-2-0425-1B-Instruct": "48d788eca847d4d7548f375ad03d3c9312f6139e",
+})
 # Branches other than main: distilbert-imdb's safetensors weights exist only on the conversion bot's pull request
 # refs/pr/5, which roles.py pins. Its commit was not verified, so the stand-in names one that no hub commit has.
 OTHER_REFS = {"lvwerra/distilbert-imdb": ("refs/pr/5", "5afe7e45f05e5afe7e45f05e5afe7e45f05e5afe")}
@@ -99,6 +115,21 @@ CHAT_TEMPLATE = (  # ChatML as Qwen2.5's template writes it (without tools), def
     "{%- endif %}{%- endfor %}"
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
 )
+
+OLMO2_CHAT_TEMPLATE = (  # Tulu's template, as OLMo 2's post-trained stages carry it: bos, then <|role|> headers
+    "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'system' %}"
+    "{{ '<|system|>\\n' + message['content'] + '\\n' }}{% elif message['role'] == 'user' %}"
+    "{{ '<|user|>\\n' + message['content'] + '\\n' }}{% elif message['role'] == 'assistant' %}{% if not loop.last %}"
+    "{{ '<|assistant|>\\n'  + message['content'] + eos_token + '\\n' }}{% else %}"
+    "{{ '<|assistant|>\\n'  + message['content'] + eos_token }}{% endif %}{% endif %}"
+    "{% if loop.last and add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}{% endfor %}"
+)
+OLMO2_STAGES = {  # repository -> (seed of its random weights, shards on the hub, chat template)
+    "allenai/OLMo-2-0425-1B": (1, 2, None),
+    "allenai/OLMo-2-0425-1B-SFT": (2, 1, OLMO2_CHAT_TEMPLATE),
+    "allenai/OLMo-2-0425-1B-DPO": (3, 1, OLMO2_CHAT_TEMPLATE),
+    "allenai/OLMo-2-0425-1B-Instruct": (4, 1, OLMO2_CHAT_TEMPLATE),
+}
 
 IMDB_CARD = """---
 pretty_name: IMDB
@@ -429,6 +460,57 @@ def _qwen(hub: Path, tiny_root: Path, work: Path) -> None:
     write_repo(hub, "Qwen/Qwen2.5-0.5B-Instruct", files)
 
 
+def _olmo2_tokenizer_files(tiny_root: Path, work: Path, chat_template: str | None) -> dict[str, bytes]:
+    """The tiny tokenizer in OLMo 2's files and specials: GPT2Tokenizer, eos = bos = unk <|endoftext|>, pad <|pad|>."""
+    from tokenizers import Tokenizer
+
+    folder = work / "olmo2-tokenizer"
+    folder.mkdir(exist_ok=True)
+    tokenizer_json = (tiny_root / "lm" / "tokenizer.json").read_bytes()
+    Tokenizer.from_str(tokenizer_json.decode()).model.save(str(folder))  # vocab.json and merges.txt, as the hub has them
+    specials = {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|pad|>", "unk_token": "<|endoftext|>"}
+    config = {"tokenizer_class": "GPT2Tokenizer", **specials, "add_prefix_space": False, "clean_up_tokenization_spaces": False,
+              "model_max_length": 1000000000000000019884624838656, "extra_special_tokens": {}}
+    if chat_template is not None:
+        config["chat_template"] = chat_template
+    return {"tokenizer.json": tokenizer_json, "tokenizer_config.json": _json(config), "special_tokens_map.json": _json(specials),
+            **_folder_files(folder, ["vocab.json", "merges.txt"])}
+
+
+def _hub_style_olmo2_config(config: dict) -> bytes:
+    """config.json as the hub's OLMo 2 checkpoints spell it (written by transformers 4.4x): rope_theta and torch_dtype."""
+    config = dict(config)
+    rope = config.pop("rope_parameters")
+    config.update(rope_theta=rope["rope_theta"], rope_scaling=None, torch_dtype=config.pop("dtype"), transformers_version="4.48.0")
+    return _json(config)
+
+
+def _olmo2_pipeline(hub: Path, tiny_root: Path, work: Path) -> None:
+    """The four OLMo 2 1B stages: random 2-layer Olmo2ForCausalLM, each with its own seed, file layout and tokenizer files."""
+    import torch
+    from transformers import AutoTokenizer, GenerationConfig, Olmo2Config, Olmo2ForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_root / "lm")
+    eos, pad = tokenizer.convert_tokens_to_ids("<|endoftext|>"), tokenizer.convert_tokens_to_ids("<|pad|>")
+    rows = -(-(len(tokenizer) + 1) // 128) * 128  # padded beyond the tokenizer, as OLMo 2's 100,352 rows for 100,278 tokens
+    config = Olmo2Config(vocab_size=rows, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=4, max_position_embeddings=4096, rope_theta=500000.0, rms_norm_eps=1e-6,
+                         tie_word_embeddings=False, bos_token_id=None, eos_token_id=eos, pad_token_id=pad)
+    for repo_id, (seed, shards, chat_template) in OLMO2_STAGES.items():
+        torch.manual_seed(seed)
+        model = Olmo2ForCausalLM(config)
+        model.generation_config = GenerationConfig(eos_token_id=eos, pad_token_id=pad)
+        out = work / repo_id.replace("/", "--")
+        size = sum(p.numel() * p.element_size() for p in model.parameters())
+        model.save_pretrained(out, max_shard_size=size // shards + 1024 if shards > 1 else size * 2)
+        weights = sorted(p.name for p in out.glob("*.safetensors"))
+        index = ["model.safetensors.index.json"] if shards > 1 else []
+        assert len(weights) == shards, f"{repo_id}: {weights}"
+        files = _folder_files(out, ["generation_config.json", *weights, *index])
+        files["config.json"] = _hub_style_olmo2_config(json.loads((out / "config.json").read_text()))
+        write_repo(hub, repo_id, {**files, **_olmo2_tokenizer_files(tiny_root, work, chat_template)})
+
+
 def _distilbert_imdb(hub: Path, tiny_root: Path) -> None:
     """lvwerra/distilbert-imdb: the tiny DistilBERT classifier with the real label names.
 
@@ -595,6 +677,7 @@ def build(folder: Path, tiny_root: Path | None = None) -> Path:
         work = Path(scratch)
         _gpt2(hub, tiny_root, work)
         _qwen(hub, tiny_root, work)
+        _olmo2_pipeline(hub, tiny_root, work)
         _distilbert_imdb(hub, tiny_root)
         for repo_id, card, data_folder, rows in [
             ("stanfordnlp/imdb", IMDB_CARD, "plain_text", _imdb_rows(tiny_root)),

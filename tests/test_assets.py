@@ -1,6 +1,7 @@
 """The tiny assets: built once, atomically and deterministically, checked against a manifest, loaded by role."""
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -15,7 +16,7 @@ import torch
 
 from helpers import one_sentence
 from rl4lm import profiles
-from rl4lm.assets import roles, tiny
+from rl4lm.assets import pipeline, roles, tiny
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +69,7 @@ def test_first_use_says_what_it_builds_and_hides_library_noise(first_build):
         pytest.skip("the tiny assets existed before this test run; a fresh clone's `make test` builds them here")
     assert first_build.returncode == 0, first_build.stderr[-2000:]
     assert "Building the tiny profile's models and data sets" in first_build.stdout
-    assert "about a minute" in first_build.stdout and "done in" in first_build.stdout
+    assert "about two minutes" in first_build.stdout and "done in" in first_build.stdout
     assert first_build.stderr.strip() == "", f"library noise during the build: {first_build.stderr[:500]}"
     assert "it/s]" not in first_build.stdout, "progress bars of the libraries leaked into the build's output"
 
@@ -217,3 +218,62 @@ def test_multiple_choice_items_leave_the_language_models_pre_training_texts_unch
     assert with_items == without_items, "the items must draw from their own generator, not the build's"
     rows = [json.loads(line) for line in (tmp_path / "a" / "multiple_choice" / "test.jsonl").read_text().splitlines()]
     assert len(rows) == 3 * tiny.MULTIPLE_CHOICE_ITEMS and set(rows[0]) == {"task", "context", "options", "label"}
+
+
+def pipeline_facts() -> dict:
+    """The facts the build recorded about each stage of the post-training pipeline (rl4lm.assets.pipeline)."""
+    return json.loads((tiny.root() / tiny.MANIFEST).read_text())["build"]["pipeline"]
+
+
+def test_pipeline_roles_load_in_tiny_as_the_lms_descendants():
+    assert roles.role("pipeline_base").tiny_folder == roles.role("lm").tiny_folder, "the base stage is the tiny LM itself"
+    expected = profiles.load_tokenizer("lm")("this comedy was")["input_ids"]
+    for name in roles.PIPELINE_ROLES:
+        tokenizer, model = profiles.load_tokenizer(name), profiles.load_model(name)
+        assert type(model).__name__ == "GPT2LMHeadModel" and not model.training, name
+        assert tokenizer("this comedy was")["input_ids"] == expected and tokenizer.pad_token == tiny.PAD, name
+        assert (tiny.root() / roles.role(name).tiny_folder / "model.safetensors").is_file(), name
+
+
+def test_pipeline_stages_differ_from_each_other_and_from_the_base():
+    weights = {name: profiles.load_model(name).state_dict() for name in roles.PIPELINE_ROLES}
+    for first, second in itertools.combinations(roles.PIPELINE_ROLES, 2):
+        assert any(not torch.equal(weights[first][key], weights[second][key]) for key in weights[first]), (first, second)
+
+
+def test_sft_stage_answers_the_questions_that_the_base_cannot():
+    facts = pipeline_facts()
+    assert facts["pipeline_base"]["exact_match"] < 0.1, "the base LM was never taught the question format"
+    assert facts["pipeline_sft"]["exact_match"] > facts["pipeline_base"]["exact_match"] + 0.3, facts
+
+
+def test_dpo_stage_prefers_the_chosen_continuations_on_held_out_pairs():
+    facts = pipeline_facts()
+    assert facts["pipeline_dpo"]["implicit_reward_accuracy"] > 0.8, facts["pipeline_dpo"]
+    assert facts["pipeline_dpo"]["preference_accuracy"] > facts["pipeline_sft"]["preference_accuracy"] + 0.1, facts
+
+
+def test_rl_stage_raises_the_sentiment_reward_over_the_base_and_the_dpo_stage():
+    facts = pipeline_facts()
+    assert facts["pipeline_rl"]["reward"] > facts["pipeline_base"]["reward"] + 0.2, facts
+    assert facts["pipeline_rl"]["reward"] > facts["pipeline_dpo"]["reward"], facts
+
+
+def test_saved_stages_reproduce_the_facts_the_build_recorded():
+    facts = pipeline_facts()
+    reward_fn = pipeline.sentiment_scorer(profiles.load_model("sentiment_classifier"), profiles.load_tokenizer("sentiment_classifier"))
+    evaluation = pipeline.evaluation_set(tiny.root())
+    stages = {name: (profiles.load_model(name), profiles.load_tokenizer(name)) for name in ("pipeline_sft", "pipeline_rl")}
+    with tiny.build_settings():  # the build's thread count: the same float sums, so the same greedy answers and samples
+        for name, (model, tokenizer) in stages.items():
+            measured = pipeline.stage_metrics(model, tokenizer, evaluation, reward_fn)
+            assert measured == {key: facts[name][key] for key in measured}, name
+
+
+def test_supervised_fine_tuning_is_deterministic():
+    tokenizer = profiles.load_tokenizer("lm")
+    rows = profiles.load_dataset("qa", split="train").select(range(40)).to_list()
+    texts = profiles.load_dataset("reviews", split="train")["text"][:40]
+    runs = [pipeline.supervised_fine_tune(profiles.load_model("lm"), tokenizer, rows, texts, steps=3, batch_size=4, reviews=2)
+            for _ in range(2)]
+    assert runs[0] == runs[1] and len(runs[0]) == 3

@@ -177,6 +177,49 @@ def test_bad_beta_and_bad_preference_data_are_one_sentence(tiny):
     assert "config.steps" in one_sentence(error.value)
 
 
+class CaseFoldingTokenizer:
+    """A lossy stand-in tokenizer: one id per character, upper case folded to lower case; id 0 is the end-of-text token."""
+
+    eos_token_id = 0
+
+    def __call__(self, texts: list[str]) -> dict[str, list[list[int]]]:
+        return {"input_ids": [[ord(c.lower()) for c in text] for text in texts]}
+
+
+@pytest.mark.parametrize("add_eos", [True, False])
+def test_tokenize_triples_refuses_empty_and_token_identical_responses(tiny, add_eos):
+    """Regression: with add_eos (the default, and train_dpo's) an empty response passed as a lone end-of-text token;
+    a pair that differs as text but not as tokens was a silent zero-gradient pair."""
+    good = ("this drama was", " fun .", " dull .")
+    for triple, fragment in ((("this drama was", "", " dull ."), "empty chosen response"),
+                             (("this drama was", " fine .", " "), "empty rejected response")):
+        with pytest.raises(ValueError) as error:
+            dpo.tokenize_triples(tiny.tokenizer, [good, triple], add_eos=add_eos)
+        assert "triples[1]" in one_sentence(error.value) and fragment in str(error.value)
+    with pytest.raises(ValueError) as error:
+        dpo.tokenize_triples(CaseFoldingTokenizer(), [("Hi", " Fine.", " fine.")], add_eos=add_eos)
+    assert "triples[0]" in one_sentence(error.value) and "tokenise identically" in str(error.value)
+    eos = [0] if add_eos else []
+    assert dpo.tokenize_triples(CaseFoldingTokenizer(), [("Hi", " ok", " no")], add_eos=add_eos) == [
+        {"prompt_ids": [104, 105], "chosen_ids": [32, 111, 107] + eos, "rejected_ids": [32, 110, 111] + eos}]
+    with pytest.raises(ValueError) as error:
+        dpo.train_dpo(copy.deepcopy(tiny.model), tiny.tokenizer, [good, ("this drama was", "", " dull .")], dpo.DPOConfig(steps=1))
+    assert "triples[1]" in one_sentence(error.value) and "empty chosen response" in str(error.value)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_train_dpo_on_a_gpu_with_the_reference_on_the_cpu():
+    """Regression: the reference's log-probabilities stayed on its device, and indexing them with the policy's failed."""
+    tokenizer = rl4lm.profiles.load_tokenizer("lm")
+    reference = rl4lm.profiles.load_model("lm").eval()
+    policy = copy.deepcopy(reference).cuda()
+    triples = [("this drama was", " moving and fun .", " dull ."), ("i saw this", " a great film .", " a mess ."),
+               ("what a", " delight .", " bore .")]
+    config = dpo.DPOConfig(steps=2, batch_size=2, learning_rate=1e-3, seed=0)
+    result = dpo.train_dpo(policy, tokenizer, triples, config, reference=reference, eval_triples=triples[:2])
+    assert result["history"]["loss"][0] == pytest.approx(math.log(2), abs=1e-4) and len(result["eval"]["eval_step"]) == 2
+
+
 def test_preference_triples_read_both_schemas_like_the_reward_model():
     tiny_row = {"prompt": "this drama was", "chosen": " moving .", "rejected": " dull .", "score_chosen": 8, "score_rejected": 2}
     user = {"role": "user", "content": "Name a colour."}

@@ -30,9 +30,11 @@ report = {"profile": profiles.current_profile()}
 for name in roles.MODEL_ROLES:
     tokenizer, model = profiles.load_tokenizer(name), profiles.load_model(name)
     entry = {"model": type(model).__name__, "model_type": model.config.model_type, "training": model.training,
-             "eos": tokenizer.eos_token, "pad": tokenizer.pad_token, "pad_id": tokenizer.pad_token_id,
-             "id2label": {str(k): v for k, v in model.config.id2label.items()},
-             "positions": getattr(model.config, "n_positions", None)}
+             "eos": tokenizer.eos_token, "bos": tokenizer.bos_token, "pad": tokenizer.pad_token, "pad_id": tokenizer.pad_token_id,
+             "id2label": {str(k): v for k, v in model.config.id2label.items()}, "dtype": str(model.dtype),
+             "positions": getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None),
+             "tokens": len(tokenizer), "rows": model.get_input_embeddings().weight.shape[0],
+             "fingerprint": sum(float(p.double().sum()) for p in model.parameters())}
     if model.config.model_type != "distilbert":
         prompt = "this comedy was"
         if tokenizer.chat_template:
@@ -133,6 +135,42 @@ def test_full_classifier_label_1_is_positive(full_report):
     assert classifier["id2label"][str(roles.POSITIVE_LABEL)] == "POSITIVE"
     positive, negative = classifier["p_positive"]
     assert positive > 0.5 > negative
+
+
+PIPELINE_REPOS = ["allenai/OLMo-2-0425-1B", "allenai/OLMo-2-0425-1B-SFT", "allenai/OLMo-2-0425-1B-DPO",
+                  "allenai/OLMo-2-0425-1B-Instruct"]
+
+
+def test_full_pipeline_roles_are_the_stages_of_olmo2_1b_in_training_order():
+    assert [roles.role(name).hub_repo for name in roles.PIPELINE_ROLES] == PIPELINE_REPOS
+    assert all(roles.role(name).head == roles.CAUSAL_LM for name in roles.PIPELINE_ROLES)
+    assert len({roles.role(name).revision for name in roles.PIPELINE_ROLES}) == 4
+
+
+def test_full_pipeline_stages_load_as_olmo2_with_its_special_tokens(full_report):
+    for name in roles.PIPELINE_ROLES:
+        stage = full_report[name]
+        assert (stage["model"], stage["model_type"], stage["positions"]) == ("Olmo2ForCausalLM", "olmo2", 4096), name
+        assert (stage["bos"], stage["eos"], stage["pad"]) == ("<|endoftext|>", "<|endoftext|>", "<|pad|>"), name
+        assert stage["rows"] > stage["tokens"], "OLMo 2 pads its embedding beyond the tokenizer"
+        assert not stage["training"] and stage["generated"] >= 1
+    assert full_report["pipeline_base"]["dtype"] == "torch.float32", "the base's weights are stored in float32"
+    assert "chat" not in full_report["pipeline_base"], "OLMo 2's base model has no chat template"
+    for name in roles.PIPELINE_ROLES[1:]:
+        assert full_report[name]["chat"] == "<|endoftext|><|user|>\nthis comedy was\n<|assistant|>\n", name
+    assert len({full_report[name]["fingerprint"] for name in roles.PIPELINE_ROLES}) == 4, "each stage has its own weights"
+
+
+def test_full_pipeline_base_is_sharded_and_the_later_stages_are_not(stand_in):
+    def cached(name: str, filename: str):
+        role = roles.role(name)
+        return try_to_load_from_cache(role.hub_repo, filename, cache_dir=stand_in / "hub", revision=role.revision)
+
+    assert isinstance(cached("pipeline_base", "model.safetensors.index.json"), str)
+    assert isinstance(cached("pipeline_base", "model-00002-of-00002.safetensors"), str)
+    for name in roles.PIPELINE_ROLES[1:]:
+        assert isinstance(cached(name, "model.safetensors"), str), name
+    assert '"rope_theta": 500000' in Path(cached("pipeline_rl", "config.json")).read_text(), "the hub's spelling of the config"
 
 
 def test_full_reviews_are_imdb_with_the_course_splits(full_report):

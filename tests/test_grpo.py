@@ -108,6 +108,22 @@ def test_trls_default_kl_correction_keeps_the_on_policy_loss_but_not_its_gradien
     assert not torch.allclose(torch.autograd.grad(ours, x["logp"])[0], torch.autograd.grad(theirs, x["logp"])[0], atol=1e-4)
 
 
+def test_integer_and_boolean_rewards_give_the_float_rewards_advantages():
+    """Regression: 0/1 rewards of a verifier as a long or bool tensor failed deep inside torch.mean."""
+    floats = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 1.0])
+    for rewards in (floats.long(), floats.bool()):
+        torch.testing.assert_close(grpo_advantages(rewards, 3), grpo_advantages(floats, 3))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_loss_takes_advantages_from_the_cpu_for_logprobs_on_a_gpu():
+    """Regression: advantages were cast to logp's dtype but not moved to its device."""
+    x = loss_inputs(0)
+    on_cpu = grpo_loss(x["logp"], x["old"], x["ref"], x["advantages"], x["mask"])
+    on_gpu = grpo_loss(x["logp"].detach().cuda(), x["old"].cuda(), x["ref"].cuda(), x["advantages"], x["mask"].cuda())
+    assert on_gpu.device.type == "cuda" and on_gpu.item() == pytest.approx(on_cpu.item(), abs=1e-6)
+
+
 def test_k3_is_zero_at_the_reference_and_positive_elsewhere():
     logp = torch.tensor([-1.0, -2.0, -0.5])
     assert torch.equal(k3_token_kl(logp, logp), torch.zeros(3))

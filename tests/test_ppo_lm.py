@@ -51,6 +51,14 @@ def test_kl_penalized_rewards_bad_input_is_one_sentence(change, fragment):
     assert fragment in one_sentence(error.value)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_kl_penalized_rewards_take_a_score_from_another_device():
+    """Regression: the score was cast to the rewards' dtype but not moved to their device (a reward model on the CPU)."""
+    score = torch.tensor([2.0, -1.0])
+    got = kl_penalized_rewards(score, LOGP.cuda(), REF_LOGP.cuda(), MASK.cuda(), beta=0.5)
+    assert got.device.type == "cuda" and torch.allclose(got.cpu(), kl_penalized_rewards(score, LOGP, REF_LOGP, MASK, beta=0.5))
+
+
 def test_masked_gae_equals_gae_on_an_unpadded_row_and_the_explicit_sum():
     torch.manual_seed(0)
     rewards, values, gamma, lam = torch.randn(1, 6), torch.randn(1, 6), 0.9, 0.8
@@ -158,6 +166,22 @@ def test_train_ppo_lm_is_deterministic_and_runs_the_given_functions(tokenizer):
                          kl_rewards_fn=my_rewards, losses_fn=my_losses) for _ in range(2)]
     assert runs[0]["history"] == {**runs[1]["history"], "seconds": runs[0]["history"]["seconds"]}
     assert calls == {"rewards": 4, "losses": 16}
+
+
+def test_train_ppo_lm_runs_a_losses_fn_that_returns_only_the_losses(tokenizer):
+    """Homework 3's find-the-bugs function returns six keys (no approx_kl / clipfrac): the trainer computes those itself."""
+    keys = ("loss", "policy_loss", "value_loss", "rewards", "advantages", "returns")
+
+    def six_keys(*args):
+        out = ppo_lm_losses(*args)
+        return {key: out[key] for key in keys}
+
+    config = PPOLMConfig(steps=2, batch_size=4, max_new_tokens=5, ppo_epochs=1, num_minibatches=2, seed=3)
+    reward_fn = lambda texts: torch.tensor([len(t) / 40 for t in texts])  # noqa: E731
+    ours, theirs = (train_ppo_lm(small_gpt2(vocab=len(tokenizer), seed=2), tokenizer, reward_fn, PROMPTS, config, losses_fn=fn)["history"]
+                    for fn in (ppo_lm_losses, six_keys))
+    for key in ("approx_kl", "clipfrac", "policy_loss", "reward_mean"):
+        assert ours[key] == pytest.approx(theirs[key], abs=1e-6), key
 
 
 def test_train_ppo_lm_bad_input_is_one_sentence(tokenizer):

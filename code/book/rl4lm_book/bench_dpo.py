@@ -27,7 +27,7 @@ import warnings
 
 import torch
 
-BETA, LEARNING_RATE = 0.5, 1e-4  # rl4lm.rlhf.dpo.PIPELINE_DPO's
+BETA, LEARNING_RATE = 0.5, 3e-5  # rl4lm.rlhf.dpo.PIPELINE_DPO's
 
 
 def course_run(model, tokenizer, triples, steps: int, batch_size: int, max_length: int, seed: int) -> dict:

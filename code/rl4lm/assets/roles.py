@@ -76,6 +76,22 @@ def boolq_item(row: dict) -> dict:
             "options": ["no", "yes"], "label": int(row["label"])}
 
 
+# The post-training pipeline: four model roles, the stages of one pipeline, compared by the later labs. In ``full`` they are
+# the public checkpoints of OLMo 2 1B (April 2025) of AI2 (OLMo et al., 2024), which publishes every stage of its
+# post-training (Lambert et al., 2024, Tulu 3's recipe); in ``tiny`` they are the tiny LM and what rl4lm.assets.pipeline
+# makes of it. The chain, from the model cards and the commands in allenai/open-instruct's docs/olmo2.md:
+#   OLMo-2-0425-1B -> SFT (tulu-3-sft-olmo-2-mixture-0225) -> DPO (olmo-2-0425-1b-preference-mix, length-normalised
+#   DPO, beta 5) -> RLVR1 (GRPO on GSM8K, MATH and IF constraints) -> Instruct (GRPO on MATH: the final RL stage).
+# All are Olmo2ForCausalLM (16 layers, width 2,048, 16 heads, 4,096 positions, untied embeddings, 1,484,916,736
+# parameters), with the same tokenizer: eos and bos '<|endoftext|>' (id 100257), pad '<|pad|>' (id 100277), a vocabulary of
+# 100,352 rows; the base has no chat template, the post-trained stages have Tulu's ('<|endoftext|><|user|>\n...\n
+# <|assistant|>\n'). The base stores float32 weights in two safetensors shards (5.9 GB); Instruct (and RLVR1) one
+# model.safetensors. On a free Colab T4 (15 GB) load them with dtype=torch.float16: 3.0 GB each, so all four fit
+# (11.9 GB) for inference; in float32 only two do. Revisions: the commit of main that public code pins for each
+# stage (the same hashes in several independent projects, one of them a table of stage, repository and commit for
+# base, SFT, DPO, RLVR1 and Instruct); the hub itself cannot be reached from the machines that built this project.
+PIPELINE_CARD = "OLMo 2 1B (April 2025, 1.5B parameters; OLMo et al., 2024)"
+
 ROLES: dict[str, Role] = {role.name: role for role in [
     Role("lm", "model", "the base language model that pages decode from and homework fine-tunes",
          "openai-community/gpt2", "GPT-2 small, 124M parameters (Radford et al., 2019)",
@@ -92,6 +108,27 @@ ROLES: dict[str, Role] = {role.name: role for role in [
          # main (head 0fc02cd) holds only pytorch_model.bin, a pickle; the safetensors conversion is the bot's pull
          # request refs/pr/5, pinned here so that the weights load as safetensors, also from a cache without the hub
          revision="refs/pr/5"),
+    Role("pipeline_base", "model", "post-training pipeline, stage 0: the pre-trained model every later stage starts from",
+         "allenai/OLMo-2-0425-1B", f"{PIPELINE_CARD}; the base, pre-trained on OLMo-mix-1124 and mid-trained on Dolmino-mix-1124 "
+         "(no chat template)",
+         "lm", "the tiny GPT-2 itself (the folder of the role lm)", head=CAUSAL_LM,
+         revision="a1847dff35000b4271fa70afc5db10fd29fedbdf"),
+    Role("pipeline_sft", "model", "post-training pipeline, stage 1: the base after supervised fine-tuning (SFT)",
+         "allenai/OLMo-2-0425-1B-SFT", f"{PIPELINE_CARD}; the base after SFT on Tulu 3's instruction mixture for OLMo "
+         "(allenai/tulu-3-sft-olmo-2-mixture-0225)",
+         "pipeline_sft", "the tiny LM after SFT on the tiny qa rows: it answers questions about reviews", head=CAUSAL_LM,
+         revision="0d85a3d037876ce6ac7d4311d994400fc66ac27f"),
+    Role("pipeline_dpo", "model", "post-training pipeline, stage 2: the SFT model after preference optimisation (DPO)",
+         "allenai/OLMo-2-0425-1B-DPO", f"{PIPELINE_CARD}; the SFT model after DPO (length-normalised, beta 5) on "
+         "allenai/olmo-2-0425-1b-preference-mix",
+         "pipeline_dpo", "the tiny SFT model after DPO on the tiny preference pairs (the more positive continuation wins)",
+         head=CAUSAL_LM, revision="c4b0485961ab24c2433b090f3b922f0913a9290f"),
+    Role("pipeline_rl", "model", "post-training pipeline, stage 3: the DPO model after reinforcement learning, the final model",
+         "allenai/OLMo-2-0425-1B-Instruct", f"{PIPELINE_CARD}; the final model: RL with verifiable rewards by GRPO "
+         "(KL coefficient 0.01, 16 samples per prompt) in two runs, DPO -> OLMo-2-0425-1B-RLVR1 (GSM8K, MATH, "
+         "instruction constraints) -> Instruct (MATH)",
+         "pipeline_rl", "the tiny DPO model after PPO with a KL penalty on the tiny classifier's P(positive)",
+         head=CAUSAL_LM, revision="48d788eca847d4d7548f375ad03d3c9312f6139e"),
     Role("reviews", "dataset", "movie reviews with a sentiment label (prompts, classifier data)",
          "stanfordnlp/imdb", "50k IMDB movie reviews (Maas et al., 2011)",
          "reviews", "synthetic movie reviews with a known sentiment", config="plain_text",
@@ -113,6 +150,8 @@ ROLES: dict[str, Role] = {role.name: role for role in [
          revision="3de24cf8022e94f4ee4b9d55a6f539891524d646", splits={"train": "train", "test": "validation"},
          tasks={"copa": copa_item, "rte": rte_item, "boolq": boolq_item}),
 ]}
+
+PIPELINE_ROLES = ("pipeline_base", "pipeline_sft", "pipeline_dpo", "pipeline_rl")  # in training order
 
 MODEL_ROLES = tuple(name for name, role in ROLES.items() if role.is_model)
 DATASET_ROLES = tuple(name for name, role in ROLES.items() if not role.is_model)

@@ -4,8 +4,9 @@ Everything is generated from a seeded grammar of short movie reviews whose senti
 known (a score from 1 to 10, like IMDB's stars), so that generation, decoding, sentiment
 rewards and preference pairs all mean something. ``python -m rl4lm.assets.tiny`` builds it all (once; ``--force`` rebuilds):
 a byte-level BPE tokenizer (``tokenizers``), a small GPT-2 (causal LM), a small DistilBERT
-sentiment classifier, and the data sets. Each is saved in Hugging Face format and loaded
-back with the same ``from_pretrained`` / ``load_dataset`` calls as the hub assets.
+sentiment classifier, the data sets, and the GPT-2 after SFT, DPO and PPO-RLHF (:mod:`rl4lm.assets.pipeline`).
+Each is saved in Hugging Face format and loaded back with the same ``from_pretrained`` /
+``load_dataset`` calls as the hub assets.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ProfileError
-from . import roles
+from . import pipeline, roles
 from .cache import cache_dir, writable_cache_dir
 
 if TYPE_CHECKING:
@@ -163,9 +164,19 @@ def multiple_choice_items(rng: random.Random, n: int) -> list[dict]:
     return [make(rng) for make in (copa_style_item, rte_style_item, boolq_style_item) for _ in range(n)]
 
 
+# The recipe: this file and the package sources the build runs (the pipeline's trainers, samplers and losses included),
+# relative to the package folder. A change to any of them builds a fresh set of assets.
+BUILD_SOURCES = ("assets/tiny.py", "assets/pipeline.py", "lm/sft.py", "lm/rollout.py", "lm/logprobs.py", "lm/decoding.py",
+                 "rlhf/dpo.py", "rlhf/ppo_lm.py", "rlhf/lm_policy_gradient.py", "rlhf/rewards.py", "rl/policy_gradient.py")
+
+
 def version() -> str:
-    """Hash of this file: a change to the recipe builds a fresh set of assets."""
-    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:10]
+    """Hash of the recipe (:data:`BUILD_SOURCES`): a change to the build or to a trainer it runs builds a fresh set of assets."""
+    package = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for name in BUILD_SOURCES:
+        digest.update(name.encode() + b"\0" + (package / name).read_bytes())
+    return digest.hexdigest()[:10]
 
 
 def root() -> Path:
@@ -382,10 +393,15 @@ def build_into(folder: Path) -> dict:
         tokenizer = build_tokenizer(texts, folder / "tokenizer")
         _say("language model, ")
         losses = train_lm(texts, tokenizer, folder / "lm")
-        _say("sentiment classifier")
+        _say("sentiment classifier, ")
         train_classifier(tokenizer, folder / "sentiment_classifier", folder / "reviews")
+        base_seconds = time.perf_counter() - start
+        _say("post-training pipeline (")
+        stages = pipeline.build_pipeline(folder, tokenizer, say=_say)  # after the LM and the classifier, with its own seeds
+        _say(")")
     return {"seconds": round(time.perf_counter() - start, 1), "lm_loss_first": losses[0],
-            "lm_loss_last": sum(losses[-50:]) / 50, "torch_threads": BUILD_THREADS, "torch": torch.__version__}
+            "lm_loss_last": sum(losses[-50:]) / 50, "torch_threads": BUILD_THREADS, "torch": torch.__version__,
+            "seconds_before_pipeline": round(base_seconds, 1), "pipeline": stages}
 
 
 def build_all(force: bool = False) -> Path:
@@ -405,7 +421,7 @@ def build_all(force: bool = False) -> Path:
             shutil.rmtree(stale, ignore_errors=True)
         partial = base / f"{target.name}.partial-{os.getpid()}"
         _say(f"Building the tiny profile's models and data sets in {target} (first use on this machine, "
-             f"about a minute on 2 CPU cores): ")
+             f"about two minutes on 2 CPU cores): ")
         write_manifest(partial, build_into(partial))
         if target.exists():
             old = base / f"{target.name}.old-{os.getpid()}"

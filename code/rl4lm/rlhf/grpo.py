@@ -39,7 +39,9 @@ def grpo_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-4) -
         raise ValueError(f"rewards should have shape (N,), one reward per completion; got {tuple(rewards.shape)}.")
     if rewards.numel() % group_size:
         raise ValueError(f"group_size {group_size} does not divide the {rewards.numel()} rewards: each prompt needs a whole group.")
-    groups = rewards.view(-1, group_size)  # (prompts, G)
+    if not rewards.is_floating_point():  # 0/1 rewards of a verifier may come as integers or booleans
+        rewards = rewards.to(torch.get_default_dtype())
+    groups = rewards.reshape(-1, group_size)  # (prompts, G)
     mean = groups.mean(dim=1, keepdim=True)
     std = groups.std(dim=1, keepdim=True)  # unbiased
     return ((groups - mean) / (std + eps)).flatten()
@@ -69,7 +71,7 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor
     if bool((m.sum(dim=1) == 0).any()):
         raise ValueError("mask selects no token in some row: every response needs at least one token.")
     ratio = torch.exp(logp - old_logp.detach())  # (N, T)
-    a = advantages.detach().to(logp.dtype).unsqueeze(1)  # (N, 1)
+    a = advantages.detach().to(logp.device, logp.dtype).unsqueeze(1)  # (N, 1)
     surrogate = torch.min(ratio * a, torch.clamp(ratio, 1 - clip_eps, 1 + clip_eps) * a)
     per_token = -(surrogate - beta * k3_token_kl(logp, ref_logp.detach()))  # (N, T)
     return ((per_token * m).sum(dim=1) / m.sum(dim=1)).mean()

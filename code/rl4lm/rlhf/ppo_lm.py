@@ -70,7 +70,7 @@ def kl_penalized_rewards(score: torch.Tensor, logp: torch.Tensor, ref_logp: torc
     rewards = -beta * (logp.detach() - ref_logp.detach()) * values  # (batch, T)
     last = last_token_index(mask)  # (batch,)
     rows = torch.arange(logp.shape[0], device=logp.device)
-    rewards[rows, last] += score.detach().to(rewards.dtype)
+    rewards[rows, last] += score.detach().to(rewards.device, rewards.dtype)  # a reward model may score on another device
     return rewards
 
 
@@ -392,10 +392,22 @@ def _update(policy, value_head: ValueHead, optimizer: torch.optim.Optimizer, par
             else:
                 grad_norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in grads]))
             optimizer.step()
+            # a student's losses_fn may return only the losses: the ratio diagnostics are computed here
+            diagnostics = {"grad_norm": float(grad_norm), **_ratio_diagnostics(new_logp, rollout.logprobs[rows], mask[rows], config.clip_eps)}
             for key in sums:
-                sums[key] += float(grad_norm) if key == "grad_norm" else out[key].item()
+                sums[key] += diagnostics[key] if key in diagnostics else out[key].item()
             updates += 1
     return {key: value / updates for key, value in sums.items()}
+
+
+@torch.no_grad()
+def _ratio_diagnostics(new_logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor, clip_eps: float) -> dict[str, float]:
+    """approx_kl (k3 of KL(pi_old || pi_new), Schulman, 2020) and clipfrac over response tokens, as in :func:`ppo_lm_losses`."""
+    m = mask.to(new_logp.dtype)
+    log_ratio = (new_logp - old_logp) * m
+    ratio = torch.exp(log_ratio)
+    return {"approx_kl": masked_mean((ratio - 1) - log_ratio, m).item(),
+            "clipfrac": masked_mean(((ratio - 1).abs() > clip_eps).to(m.dtype), m).item()}
 
 
 def _takes_keyword(fn: Callable, name: str) -> bool:

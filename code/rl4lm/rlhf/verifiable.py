@@ -21,7 +21,7 @@ exactly 4 more sentences                     0.19      1.00
 ==========================================  ========  ======
 
 (see :data:`TINY_BASE_RATES`). k = 2 has the spread GRPO needs (a group of 8 is all 0 with probability about
-0.63^8 = 2.5 %) and a greedy policy that always writes three more sentences; with the defaults of
+0.63^8 = 2.5 %) and a greedy policy that always writes four more sentences; with the defaults of
 :class:`rl4lm.rlhf.grpo.GRPOConfig` the held-out greedy accuracy goes from 0 to 1 within ten steps. k = 1 has almost
 no spread and greedy decoding already follows k = 4; k = 3 would do as well as 2. The full profile (GPT-2 small on IMDB)
 uses k = 2 within 48 new tokens, counted wherever the sample stops; its rates are not measured here (an estimate:

@@ -17,6 +17,7 @@ from rl4lm.rl.policy_gradient import gae
 from rl4lm.rlhf import ppo_lm
 from rl4lm.rlhf.lm_policy_gradient import response_logprobs, review_prompts
 from rl4lm.rlhf.ppo_lm import PPOLMConfig, ValueHead, kl_penalized_rewards, masked_gae, ppo_lm_losses, train_ppo_lm
+from rl4lm.rlhf.reward_model import reward_model_scorer
 
 PROMPTS = ["this romance was", "i saw this", "what a", "the new comedy is really", "the"]  # mixed lengths: left padding
 # Two rows of T = 5 positions: row 0 has a prompt token on the left, 3 response tokens, 1 padding on the right;
@@ -213,11 +214,11 @@ def test_reward_model_scorer_scores_texts_and_names_a_wrong_tokenizer(tokenizer)
         config = GPT2Config(vocab_size=vocab, n_positions=64, n_embd=16, n_layer=1, n_head=2, num_labels=1, pad_token_id=0)
         return GPT2ForSequenceClassification(config).eval()
 
-    scores = ppo_lm.reward_model_scorer(reward_model(len(tokenizer)), tokenizer)(["a fine film", "the"])
+    scores = reward_model_scorer(reward_model(len(tokenizer)), tokenizer)(["a fine film", "the"])
     assert scores.shape == (2,) and scores.dtype == torch.float32 and not scores.requires_grad
     for policy_tokenizer, fragment in ((tokenizer, "it is the policy's tokenizer"), (None, "pass the tokenizer the reward model")):
         with pytest.raises(ValueError) as error:
-            ppo_lm.reward_model_scorer(reward_model(40), tokenizer, policy_tokenizer)
+            reward_model_scorer(reward_model(40), tokenizer, policy_tokenizer)
         assert fragment in one_sentence(error.value) and "reward model embeds only 40" in str(error.value)
 
 

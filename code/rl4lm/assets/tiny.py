@@ -167,7 +167,7 @@ def multiple_choice_items(rng: random.Random, n: int) -> list[dict]:
 # The recipe: this file and the package sources the build runs (the pipeline's trainers, samplers and losses included),
 # relative to the package folder. A change to any of them builds a fresh set of assets.
 BUILD_SOURCES = ("assets/tiny.py", "assets/pipeline.py", "lm/sft.py", "lm/rollout.py", "lm/logprobs.py", "lm/decoding.py",
-                 "rlhf/dpo.py", "rlhf/ppo_lm.py", "rlhf/lm_policy_gradient.py", "rlhf/rewards.py", "rl/policy_gradient.py")
+                 "rlhf/dpo.py", "rlhf/conversations.py", "rlhf/ppo_lm.py", "rlhf/lm_policy_gradient.py", "rlhf/rewards.py", "rl/policy_gradient.py")
 
 
 def version() -> str:

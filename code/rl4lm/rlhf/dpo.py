@@ -17,7 +17,8 @@ import torch.nn.functional as F
 
 from ..lm.logprobs import sequence_logprob
 from ..rl.policy_gradient import _require_same_shape
-from .reward_model import _conversation_text, _render
+from .conversations import conversation_text as _conversation_text
+from .conversations import render_messages as _render
 
 __all__ = ["dpo_loss", "preference_triples", "tokenize_triples", "collate_preferences", "preference_batch", "preference_logps",
            "reference_logps", "implicit_reward_metrics", "DPOConfig", "PIPELINE_DPO", "batch_order", "train_dpo"]
@@ -69,7 +70,7 @@ def _row_triple(i: int, row, tokenizer) -> tuple[str, str, str]:
     prompt, chosen, rejected = _render(row.get("prompt")), _render(row["chosen"]), _render(row["rejected"])
     if chosen == rejected:
         raise ValueError(f"rows[{i}] has identical chosen and rejected responses, so it expresses no preference; drop it.")
-    if not prompt:  # implicit prompt (trl-lib/ultrafeedback_binarized): the messages both conversations share
+    if not prompt:  # implicit prompt (the full profile's preferences role): the messages both conversations share
         shared = _shared_prompt(chosen, rejected)
         if shared == 0:
             raise ValueError(f"rows[{i}] has no 'prompt' and its chosen and rejected conversations share no opening message, "
@@ -94,7 +95,7 @@ def preference_triples(rows, tokenizer=None) -> list[tuple[str, str, str]]:
     """(x, y_w, y_l) texts, prompt, chosen and rejected response, from preference rows of either profile (Rafailov et al., 2023).
 
     ``rows``: a ``datasets.Dataset`` or a list of dicts. Tiny profile: strings ``prompt``, ``chosen``, ``rejected``
-    (the responses continue the prompt). Full profile (``trl-lib/ultrafeedback_binarized``): ``chosen`` and
+    (the responses continue the prompt). Full profile (the ``preferences`` role's hub data): ``chosen`` and
     ``rejected`` are conversations (lists of ``{"role", "content"}`` messages) that share the user's turn; the shared
     messages are the prompt, rendered as :func:`rl4lm.rlhf.reward_model.preference_pairs` renders them and ended with
     the assistant's header, so that ``prompt + chosen`` is that function's chosen text. A row with identical or empty

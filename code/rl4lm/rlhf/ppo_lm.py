@@ -30,7 +30,7 @@ from ..rl.policy_gradient import _require_same_shape
 from .lm_policy_gradient import kl_to_reference
 
 __all__ = ["last_token_index", "kl_penalized_rewards", "masked_mean", "masked_whiten", "masked_gae", "ppo_lm_losses",
-           "PPOLMConfig", "PIPELINE_PPO", "ValueHead", "response_logprobs_and_values", "train_ppo_lm", "reward_model_scorer"]
+           "PPOLMConfig", "PIPELINE_PPO", "ValueHead", "response_logprobs_and_values", "train_ppo_lm"]
 
 
 def _check_mask(mask: torch.Tensor, name: str = "mask") -> torch.Tensor:
@@ -434,30 +434,3 @@ def _progress(steps: int, show: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=steps, desc="PPO", unit="step")
-
-
-def reward_model_scorer(reward_model, reward_tokenizer, policy_tokenizer=None, max_length: int = 512) -> Callable[[list[str]], torch.Tensor]:
-    """reward_fn(texts) = r_phi(x, y) of a trained reward model, for :func:`train_ppo_lm` (Ouyang et al., 2022, sec. 3.5).
-
-    Texts, not token ids, cross from the policy to the reward model: each model tokenizes with its own tokenizer,
-    so a reward model and a policy with different vocabularies (e.g. a DistilBERT judge and a GPT-2 policy) work
-    together, and ids of one vocabulary are never read as the other's. ``reward_tokenizer`` must be the reward
-    model's own tokenizer: one sentence says so when its vocabulary does not fit the reward model's embedding
-    matrix (typically the policy's tokenizer passed by mistake; pass it as ``policy_tokenizer`` to have that
-    named). Returns a function texts -> (n,) float32 scores (no gradient) via
-    :func:`rl4lm.rlhf.reward_model.reward_scores`.
-    """
-    from .reward_model import reward_scores
-
-    rows = reward_model.get_input_embeddings().num_embeddings
-    if len(reward_tokenizer) > rows:
-        same = policy_tokenizer is not None and (reward_tokenizer is policy_tokenizer or reward_tokenizer.get_vocab() == policy_tokenizer.get_vocab())
-        hint = "it is the policy's tokenizer; pass the reward model's own" if same else "pass the tokenizer the reward model was trained with"
-        raise ValueError(f"reward_tokenizer has {len(reward_tokenizer)} tokens but the reward model embeds only {rows}: "
-                         f"{hint} (texts, not token ids, cross between the two models).")
-
-    @torch.no_grad()
-    def score(texts: list[str]) -> torch.Tensor:
-        return reward_scores(reward_model, reward_tokenizer, list(texts), max_length=max_length).float()
-
-    return score

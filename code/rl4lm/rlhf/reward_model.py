@@ -12,12 +12,16 @@ from __future__ import annotations
 import contextlib
 import random
 import time
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
+from .conversations import conversation_text as _conversation_text
+from .conversations import render_messages as _render
+
 __all__ = ["bradley_terry_loss", "plackett_luce_loss", "load_reward_model", "preference_pairs", "reward_scores",
-           "pair_rewards", "preference_accuracy", "train_reward_model"]
+           "pair_rewards", "preference_accuracy", "train_reward_model", "reward_model_scorer"]
 
 
 def _check_rewards(**tensors: torch.Tensor) -> None:
@@ -86,27 +90,6 @@ def load_reward_model(name: str = "lm", seed: int = 0, **kwargs):
     model = profiles.load_model(name, head=roles.SEQUENCE_CLASSIFIER, num_labels=1, **kwargs)
     model.config.pad_token_id = tokenizer.pad_token_id
     return model.train()
-
-
-def _render(part) -> list[dict]:
-    """A prompt or response as a list of chat messages (a plain string is one message without a role)."""
-    if part is None:
-        return []
-    if isinstance(part, str):
-        return [{"role": None, "content": part}]
-    if isinstance(part, list) and all(isinstance(m, dict) and "content" in m for m in part):
-        return list(part)
-    raise ValueError(f"a preference example's prompt, chosen and rejected should be strings or lists of messages "
-                     f"({{'role': ..., 'content': ...}}), got {type(part).__name__}.")
-
-
-def _conversation_text(messages: list[dict], tokenizer=None) -> str:
-    """Messages as one text: the tokenizer's chat template if it has one, else 'User: ...' / 'Assistant: ...' blocks."""
-    if all(m["role"] is None for m in messages):
-        return "".join(m["content"] for m in messages)  # plain text: prompt + response, as in the tiny profile
-    if tokenizer is not None and getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(messages, tokenize=False)
-    return "\n\n".join(f"{(m['role'] or 'user').capitalize()}: {m['content']}" for m in messages)
 
 
 def preference_pairs(rows, tokenizer=None) -> list[tuple[str, str]]:
@@ -231,3 +214,28 @@ def train_reward_model(model, tokenizer, pairs: list[tuple[str, str]], epochs: i
     model.eval()
     history["seconds"] = time.perf_counter() - start
     return history
+
+
+def reward_model_scorer(reward_model, reward_tokenizer, policy_tokenizer=None, max_length: int = 512) -> Callable[[list[str]], torch.Tensor]:
+    """reward_fn(texts) = r_phi(x, y) of a trained reward model, for :func:`rl4lm.rlhf.ppo_lm.train_ppo_lm` (Ouyang et al., 2022, sec. 3.5).
+
+    Texts, not token ids, cross from the policy to the reward model: each model tokenizes with its own tokenizer,
+    so a reward model and a policy with different vocabularies (e.g. a DistilBERT judge and a GPT-2 policy) work
+    together, and ids of one vocabulary are never read as the other's. ``reward_tokenizer`` must be the reward
+    model's own tokenizer: one sentence says so when its vocabulary does not fit the reward model's embedding
+    matrix (typically the policy's tokenizer passed by mistake; pass it as ``policy_tokenizer`` to have that
+    named). Returns a function texts -> (n,) float32 scores (no gradient) via
+    :func:`reward_scores`.
+    """
+    rows = reward_model.get_input_embeddings().num_embeddings
+    if len(reward_tokenizer) > rows:
+        same = policy_tokenizer is not None and (reward_tokenizer is policy_tokenizer or reward_tokenizer.get_vocab() == policy_tokenizer.get_vocab())
+        hint = "it is the policy's tokenizer; pass the reward model's own" if same else "pass the tokenizer the reward model was trained with"
+        raise ValueError(f"reward_tokenizer has {len(reward_tokenizer)} tokens but the reward model embeds only {rows}: "
+                         f"{hint} (texts, not token ids, cross between the two models).")
+
+    @torch.no_grad()
+    def score(texts: list[str]) -> torch.Tensor:
+        return reward_scores(reward_model, reward_tokenizer, list(texts), max_length=max_length).float()
+
+    return score

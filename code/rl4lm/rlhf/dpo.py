@@ -19,6 +19,7 @@ from ..lm.logprobs import sequence_logprob
 from ..rl.policy_gradient import _require_same_shape
 from .conversations import conversation_text as _conversation_text
 from .conversations import render_messages as _render
+from .progress import progress_bar
 
 __all__ = ["dpo_loss", "preference_triples", "tokenize_triples", "collate_preferences", "preference_batch", "preference_logps",
            "reference_logps", "implicit_reward_metrics", "DPOConfig", "PIPELINE_DPO", "batch_order", "train_dpo"]
@@ -365,7 +366,7 @@ def train_dpo(policy, tokenizer, train_triples: list[tuple[str, str, str]], conf
 
     if held_out:
         evaluate(0)
-    bar = _progress(steps, progress)
+    bar = progress_bar(steps, progress, "DPO")
     start = time.perf_counter()
     for step, indices in enumerate(batches, start=1):
         batch = collate_preferences([train[i] for i in indices], pad, max_length, device)
@@ -400,12 +401,3 @@ def _clip_gradients(model, max_norm: float | None) -> float:
     if max_norm is None:
         return torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params])).item()
     return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
-
-
-def _progress(steps: int, show: bool):
-    """A tqdm progress bar over the steps when ``show``, else None."""
-    if not show:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=steps, desc="DPO", unit="step")

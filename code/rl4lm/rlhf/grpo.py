@@ -22,6 +22,7 @@ from ..lm.rollout import Rollout, greedy_rollout, sample_rollout
 from ..rl.policy_gradient import _require_same_shape
 from .lm_policy_gradient import response_logprobs
 from .ppo_lm import masked_mean
+from .progress import progress_bar
 
 __all__ = ["grpo_advantages", "k3_token_kl", "grpo_loss", "GRPOConfig", "sampled_token_logprobs", "greedy_accuracy", "grpo_step",
            "train_grpo"]
@@ -225,7 +226,7 @@ def train_grpo(policy, tokenizer, task, config: GRPOConfig, reference=None, adva
 
     start = time.perf_counter()
     samples_before = samples_after = evaluate(0)
-    bar = _progress(config.steps, progress)
+    bar = progress_bar(config.steps, progress, "GRPO")
     for step in range(config.steps):
         chosen = torch.randint(len(task.train_prompts), (config.prompts_per_step,), generator=pick).tolist()
         prompts = [task.train_prompts[i] for i in chosen for _ in range(config.group_size)]  # groups of G consecutive copies
@@ -253,12 +254,3 @@ def train_grpo(policy, tokenizer, task, config: GRPOConfig, reference=None, adva
             "prompts": shown, "samples_before": samples_before, "samples_after": samples_after,
             "rewards_before": task.rewards(shown, samples_before).tolist(), "rewards_after": task.rewards(shown, samples_after).tolist(),
             "seconds": seconds}
-
-
-def _progress(steps: int, show: bool):
-    """A tqdm progress bar over the steps when ``show``, else None."""
-    if not show:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=steps, desc="GRPO", unit="step")

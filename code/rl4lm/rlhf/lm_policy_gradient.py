@@ -17,6 +17,7 @@ import torch
 from ..lm.logprobs import per_token_logprobs, sequence_logprob
 from ..lm.rollout import Rollout, sample_rollout
 from ..rl.policy_gradient import reinforce_loss
+from .progress import progress_bar
 
 HISTORY_KEYS = ("step", "reward_mean", "kl_to_ref", "return_mean", "loss", "response_length", "grad_norm", "seconds")
 
@@ -135,7 +136,7 @@ def train_reinforce(policy, reference, tokenizer, reward_fn: Callable[[list[str]
     sampler = torch.Generator(device=device).manual_seed(seed)
     history = {key: [] for key in HISTORY_KEYS}
     running = None
-    bar = _progress(steps, progress)
+    bar = progress_bar(steps, progress, "REINFORCE")
     start = time.perf_counter()
     for step in range(steps):
         batch_prompts = [prompts[i] for i in torch.randint(len(prompts), (batch_size,), generator=pick).tolist()]
@@ -167,12 +168,3 @@ def train_reinforce(policy, reference, tokenizer, reward_fn: Callable[[list[str]
     samples_after, rewards_after = sample_and_score(policy, tokenizer, reward_fn, eval_prompts, max_new_tokens, seed + 1)
     return {"history": history, "prompts": eval_prompts, "samples_before": samples_before, "rewards_before": rewards_before,
             "samples_after": samples_after, "rewards_after": rewards_after, "seconds": seconds}
-
-
-def _progress(steps: int, show: bool):
-    """A tqdm progress bar over the steps when ``show``, else None."""
-    if not show:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=steps, desc="REINFORCE", unit="step")

@@ -28,6 +28,7 @@ from ..lm.logprobs import positions_from_mask
 from ..lm.rollout import Rollout, sample_rollout
 from ..rl.policy_gradient import _require_same_shape
 from .lm_policy_gradient import kl_to_reference
+from .progress import progress_bar
 
 __all__ = ["last_token_index", "kl_penalized_rewards", "masked_mean", "masked_whiten", "masked_gae", "ppo_lm_losses",
            "PPOLMConfig", "PIPELINE_PPO", "ValueHead", "response_logprobs_and_values", "train_ppo_lm"]
@@ -336,7 +337,7 @@ def train_ppo_lm(policy, tokenizer, reward_fn: Callable[[list[str]], torch.Tenso
     pick = torch.Generator().manual_seed(config.seed)
     sampler = torch.Generator(device=device).manual_seed(config.seed)
     history = {key: [] for key in HISTORY_KEYS}
-    bar = _progress(config.steps, progress)
+    bar = progress_bar(config.steps, progress, "PPO")
     start = time.perf_counter()
     for step in range(config.steps):
         batch_prompts = [prompts[i] for i in torch.randint(len(prompts), (config.batch_size,), generator=pick).tolist()]
@@ -425,12 +426,3 @@ def _explained_variance(rewards: torch.Tensor, old_values: torch.Tensor, mask: t
         return float("nan")
     var = returns[m].var()
     return float("nan") if not var > 0 else (1 - (returns[m] - old_values[m]).var() / var).item()
-
-
-def _progress(steps: int, show: bool):
-    """A tqdm progress bar over the steps when ``show``, else None."""
-    if not show:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=steps, desc="PPO", unit="step")

@@ -30,7 +30,7 @@ from ..rl.policy_gradient import _require_same_shape
 from .lm_policy_gradient import kl_to_reference
 from .progress import progress_bar
 
-__all__ = ["last_token_index", "kl_penalized_rewards", "masked_mean", "masked_whiten", "masked_gae", "ppo_lm_losses",
+__all__ = ["last_token_index", "kl_penalized_rewards", "masked_mean", "masked_whiten", "masked_gae", "ppo_lm_losses", "masked_ratio_diagnostics",
            "PPOLMConfig", "PIPELINE_PPO", "ValueHead", "response_logprobs_and_values", "train_ppo_lm"]
 
 
@@ -144,11 +144,21 @@ def ppo_lm_losses(new_logp: torch.Tensor, new_values: torch.Tensor, old_logp: to
     surrogate = torch.min(ratio * advantages, torch.clamp(ratio, 1 - clip_eps, 1 + clip_eps) * advantages)
     policy_loss = -masked_mean(surrogate, m)
     value_loss = 0.5 * masked_mean((new_values - returns) ** 2, m)
-    with torch.no_grad():
-        approx_kl = masked_mean((ratio - 1) - log_ratio, m)
-        clipfrac = masked_mean(((ratio - 1).abs() > clip_eps).to(m.dtype), m)
     return {"loss": policy_loss + vf_coef * value_loss, "policy_loss": policy_loss, "value_loss": value_loss,
-            "rewards": rewards, "advantages": advantages, "returns": returns, "approx_kl": approx_kl, "clipfrac": clipfrac}
+            "rewards": rewards, "advantages": advantages, "returns": returns,
+            **masked_ratio_diagnostics(new_logp, old_logp, mask, clip_eps)}
+
+
+@torch.no_grad()
+def masked_ratio_diagnostics(new_logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor, clip_eps: float) -> dict[str, torch.Tensor]:
+    """approx_kl (the k3 estimate of KL(pi_old || pi_new), Schulman, 2020) and clipfrac, scalars over the response tokens.
+
+    new_logp, old_logp, mask: (batch, T); clipfrac is the share of response tokens whose ratio lies outside [1 - eps, 1 + eps].
+    """
+    m = mask.to(new_logp.dtype)
+    log_ratio = (new_logp - old_logp) * m  # 0 off the response
+    ratio = torch.exp(log_ratio)
+    return {"approx_kl": masked_mean((ratio - 1) - log_ratio, m), "clipfrac": masked_mean(((ratio - 1).abs() > clip_eps).to(m.dtype), m)}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -394,21 +404,12 @@ def _update(policy, value_head: ValueHead, optimizer: torch.optim.Optimizer, par
                 grad_norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in grads]))
             optimizer.step()
             # a student's losses_fn may return only the losses: the ratio diagnostics are computed here
-            diagnostics = {"grad_norm": float(grad_norm), **_ratio_diagnostics(new_logp, rollout.logprobs[rows], mask[rows], config.clip_eps)}
+            ratios = masked_ratio_diagnostics(new_logp, rollout.logprobs[rows], mask[rows], config.clip_eps)
+            diagnostics = {"grad_norm": float(grad_norm), **{key: value.item() for key, value in ratios.items()}}
             for key in sums:
                 sums[key] += diagnostics[key] if key in diagnostics else out[key].item()
             updates += 1
     return {key: value / updates for key, value in sums.items()}
-
-
-@torch.no_grad()
-def _ratio_diagnostics(new_logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor, clip_eps: float) -> dict[str, float]:
-    """approx_kl (k3 of KL(pi_old || pi_new), Schulman, 2020) and clipfrac over response tokens, as in :func:`ppo_lm_losses`."""
-    m = mask.to(new_logp.dtype)
-    log_ratio = (new_logp - old_logp) * m
-    ratio = torch.exp(log_ratio)
-    return {"approx_kl": masked_mean((ratio - 1) - log_ratio, m).item(),
-            "clipfrac": masked_mean(((ratio - 1).abs() > clip_eps).to(m.dtype), m).item()}
 
 
 def _takes_keyword(fn: Callable, name: str) -> bool:

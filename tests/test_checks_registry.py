@@ -23,7 +23,7 @@ def test_registry_lists_every_checker_once_with_its_reference():
     for name, exercise in checks.EXERCISES.items():
         assert getattr(checks, name) is exercise.check
         assert exercise.reference.__name__ == name, f"{name}'s reference is {exercise.reference.__name__}"
-        assert exercise.topic in {"lm", "rl", "pg", "rlhf"}
+        assert exercise.topic in {"lm", "rl", "pg", "rlhf", "analysis"}
 
 
 def test_a_second_checker_with_the_same_name_is_refused():
@@ -34,13 +34,15 @@ def test_a_second_checker_with_the_same_name_is_refused():
 
 
 def test_every_exercise_has_planted_bug_tests():
+    import test_checks_analysis
     import test_checks_lm
     import test_checks_pg
     import test_checks_rl
     import test_checks_rlhf
 
-    tested = {name[len("test_"):-len("_bugs")] for module in (test_checks_lm, test_checks_pg, test_checks_rl, test_checks_rlhf)
-              for name in dir(module) if name.startswith("test_") and name.endswith("_bugs")}
+    modules = (test_checks_lm, test_checks_pg, test_checks_rl, test_checks_rlhf, test_checks_analysis)
+    tested = {name[len("test_"):-len("_bugs")] for module in modules for name in dir(module)
+              if name.startswith("test_") and name.endswith("_bugs")}
     aliases = {"attention": "causal_self_attention", "sinusoidal": "sinusoidal_positions", "rope": "apply_rope",
                "temperature": "temperature_softmax", "top_k": "top_k_filter", "top_p": "top_p_filter",
                "greedy": "greedy_decode", "epsilon_greedy": "epsilon_greedy_action"}
@@ -137,6 +139,11 @@ BAD_OUTPUTS = [  # (exercise, how the output is spoiled, what the one sentence s
     ("sft_step", lambda out: float("nan"), "your loss is nan"),
     ("discounted_return", lambda out: torch.tensor(out), "a Python float"),
     ("discounted_return", lambda out: np.array(out), "a Python float"),
+    *[(name, lambda out: float("nan"), "is nan") for name in ("linear_cka", "expected_calibration_error")],
+    *[(name, lambda out: np.array([out, out]), "numpy array of shape (2); return one number") for name in
+      ("linear_cka", "expected_calibration_error")],
+    ("linear_cka", lambda out: torch.tensor([out]), "torch.Tensor of shape (1); return one number"),
+    ("expected_calibration_error", lambda out: f"{out:.3f}", "should be one number (a Python float), but it is a str"),
 ]
 
 

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -206,10 +207,29 @@ def test_full_qa_is_squad_with_validation_as_the_course_test_split(full_report):
 PAGES = executable_pages()
 
 
-@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
-def test_page_executes_in_the_full_profile(full_environment, page):
+PAGE_WORKERS = 2  # pages run one torch thread each (SPEED), so two kernels at a time keep two cores busy
+
+
+def execute_page(page: Path) -> None:
+    """Execute one page or homework source top to bottom in a fresh kernel (its folder as the working directory)."""
     cwd = page.parent.parent if page.parent.name == "solutions" else page.parent
     assignments.execute(assignments.read_source(page), cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def page_runs(full_environment, request):
+    """The selected pages started at once on PAGE_WORKERS kernels in the full profile; each test waits for its own."""
+    selected = [item.callspec.params["page"] for item in request.session.items
+                if getattr(item, "originalname", None) == "test_page_executes_in_the_full_profile"]
+    pool = ThreadPoolExecutor(max_workers=PAGE_WORKERS, thread_name_prefix="full-page")
+    runs = {page: pool.submit(execute_page, page) for page in selected}
+    yield runs
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
+def test_page_executes_in_the_full_profile(page_runs, page):
+    page_runs[page].result()  # re-raises the page's error (the failing cell and its traceback)
 
 
 def test_full_multiple_choice_tasks_are_configs_of_the_pinned_super_glue(stand_in):

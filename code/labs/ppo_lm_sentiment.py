@@ -1,4 +1,4 @@
-"""PPO with a KL penalty on the profile's language model (Session 8, Homework 3): continue reviews positively.
+"""PPO with a KL penalty on the profile's language model (Session 4, Homework 3): continue reviews positively.
 
 The RL stage of RLHF (rl4lm.rlhf.ppo_lm.train_ppo_lm): the policy is the profile's LM, the reward is the probability
 of positive sentiment under the profile's classifier (rl4lm.rlhf.rewards.sentiment_reward), the prompts are the

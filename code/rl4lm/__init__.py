@@ -12,4 +12,4 @@ What a student installs. Subpackages mirror the course:
 The book's own tooling (Sphinx extension, homework generator, benchmarks) is the separate package
 ``rl4lm_book`` in ``code/book``; it is not installed in Colab.
 """
-__version__ = "0.4.0"
+__version__ = "0.5.0"

@@ -5,8 +5,9 @@
 - MathJax: copies ``tex-svg-full.js`` from the PyPI package ``sphinx-mathjax-offline`` into the
   site's ``_static/mathjax`` so that math renders with no internet (``mathjax_path`` in _config.yml).
 - Launch buttons: only on notebooks (.ipynb), the files Colab can open.
-- Homework: before reading, executes every solution notebook once (nbclient) and serves
-  ``homework/<name>.ipynb`` to myst-nb as the student version with the solution run's outputs.
+- Homework: executes every solution notebook once (nbclient), in a background thread while the session
+  pages execute, and serves ``homework/<name>.ipynb`` to myst-nb as the student version with the solution
+  run's outputs (homework pages are read last, so that the wait for them comes as late as possible).
   With ``RL4LM_SOLUTIONS=1`` the page shows the solution code instead. A solution that fails is a
   Sphinx warning naming the source file, the cell and the error (with ``-W --keep-going`` the build
   goes on and fails at the end); the failed run is not cached, and the page shows the outputs
@@ -19,6 +20,7 @@ import importlib.util
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
@@ -58,25 +60,34 @@ def solutions_on() -> bool:
 
 
 def execute_solutions(app) -> None:
-    """Execute each homework source once per content hash and keep the page text for source-read.
+    """Start executing each homework source (once per content hash) in the background; source-read collects the pages.
 
-    Problems are warnings (``rl4lm.homework``), never exceptions: the rest of the book still builds.
+    The solutions run one after another in one worker thread (each in its own kernel process) while Sphinx reads and
+    executes the session pages in the main thread, so a 2-core machine keeps both cores busy; homework pages are read
+    last (:func:`read_homework_last`) so that the main thread waits for them as late as possible. Problems become
+    warnings (``rl4lm.homework``) in the main thread, never exceptions: the rest of the book still builds.
     """
     cache = Path(app.doctreedir).parent / "rl4lm-homework"
     cache.mkdir(parents=True, exist_ok=True)
     root = Path(app.srcdir)
-    app.env_rl4lm_pages = {}
-    for source in assignments.sources(root):
-        docname = f"homework/{source.stem}"
-        try:
-            url, ref = repository_url(root), release_tag(root)
-            assignments.student_notebook(assignments.read_source(source), url, ref, source=source)  # markers, before the run
-            executed = _executed_solution(source, docname, cache)
-            app.env_rl4lm_pages[docname] = assignments.render(
-                assignments.published(executed, url, solutions_on(), ref, source=source))
-        except BookError as error:
-            logger.warning(f"{error}; {docname} shows the committed student notebook without outputs",
-                           location=_location(error, docname), type="rl4lm", subtype="homework")
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rl4lm-homework")
+    app.env_rl4lm_pages = {f"homework/{source.stem}": pool.submit(_publish, source, root, cache)
+                           for source in assignments.sources(root)}
+    pool.shutdown(wait=False)  # the submitted runs go on; nothing else is submitted
+
+
+def _publish(source: Path, root: Path, cache: Path) -> tuple[str | None, list[tuple[str, str]]]:
+    """(the published page text or None, [(warning, location)]) of one homework source; runs in the worker thread."""
+    docname = f"homework/{source.stem}"
+    warnings: list[tuple[str, str]] = []
+    try:
+        url, ref = repository_url(root), release_tag(root)
+        assignments.student_notebook(assignments.read_source(source), url, ref, source=source)  # markers, before the run
+        executed = _executed_solution(source, docname, cache, warnings)
+        return assignments.render(assignments.published(executed, url, solutions_on(), ref, source=source)), warnings
+    except BookError as error:
+        warnings.append((f"{error}; {docname} shows the committed student notebook without outputs", _location(error, docname)))
+        return None, warnings
 
 
 def _location(error: BookError, docname: str) -> str:
@@ -85,26 +96,37 @@ def _location(error: BookError, docname: str) -> str:
     return f"{Path(source).absolute()}:{line}" if source is not None and line else docname
 
 
-def _executed_solution(source: Path, docname: str, cache: Path) -> nbformat.NotebookNode:
-    """The executed solution notebook: from the cache, or run now (a failure warns and is not cached)."""
+def _executed_solution(source: Path, docname: str, cache: Path, warnings: list[tuple[str, str]]) -> nbformat.NotebookNode:
+    """The executed solution notebook: from the cache, or run now (a failure is a warning and is not cached)."""
     executed_path = cache / f"{source.stem}-{assignments.content_hash(source)}.ipynb"
     if executed_path.exists():
         return nbformat.read(executed_path, as_version=4)
     start = time.perf_counter()
-    print(f"[rl4lm] executing {assignments.display_path(source)} (solution notebook)")
+    print(f"[rl4lm] executing {assignments.display_path(source)} (solution notebook, in the background)")
     executed, failure = assignments.run_solution(source)
     if failure is not None:
-        logger.warning(f"{failure}; {docname} shows the outputs before that cell and the run is not cached",
-                       location=_location(failure, docname), type="rl4lm", subtype="homework")
+        warnings.append((f"{failure}; {docname} shows the outputs before that cell and the run is not cached",
+                         _location(failure, docname)))
         return assignments.outputs_before(executed, failure.cell_index or 0)
     nbformat.write(executed, executed_path)
     (cache / f"{source.stem}.seconds").write_text(f"{time.perf_counter() - start:.1f}\n")
     return executed
 
 
+def read_homework_last(app, env, docnames: list[str]) -> None:
+    """Reorder Sphinx's reading list in place so that the homework pages, still executing in the background, come last."""
+    homework = set(getattr(app, "env_rl4lm_pages", {}))
+    docnames.sort(key=lambda name: name in homework)  # stable: the other pages keep their order
+
+
 def serve_homework(app, docname: str, source: list[str]) -> None:
-    """Replace a student notebook's text by its published version (outputs from the solution run)."""
-    page = getattr(app, "env_rl4lm_pages", {}).get(docname)
+    """Replace a student notebook's text by its published version (outputs from the solution run), waiting for the run."""
+    future = getattr(app, "env_rl4lm_pages", {}).get(docname)
+    if future is None:
+        return
+    page, warnings = future.result()
+    for message, location in warnings:
+        logger.warning(message, location=location, type="rl4lm", subtype="homework")
     if page is not None:
         source[0] = page
 
@@ -141,6 +163,7 @@ def setup(app):
     """Register the event handlers."""
     app.connect("builder-inited", execute_solutions)
     app.connect("env-get-outdated", always_reread_homework)
+    app.connect("env-before-read-docs", read_homework_last)
     app.connect("source-read", serve_homework)
     app.connect("build-finished", copy_static_assets)
     app.connect("html-page-context", drop_launch_buttons_on_text_pages, priority=900)

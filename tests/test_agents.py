@@ -5,6 +5,7 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
+import fullhub
 from rl4lm import agents, profiles
 from rl4lm.lm.scoring import score_options
 
@@ -15,6 +16,15 @@ def tokenizer():
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RL4LM_PROFILE", "tiny")
         return profiles.load_tokenizer("lm")
+
+
+@pytest.fixture(scope="module")
+def chat_tokenizer(tokenizer):
+    """The tiny tokenizer with ChatML's special tokens and Qwen2.5's chat template, as the full profile's stand-in has them."""
+    chat = type(tokenizer).from_pretrained(tokenizer.name_or_path)
+    chat.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    chat.eos_token, chat.chat_template = "<|im_end|>", fullhub.CHAT_TEMPLATE
+    return chat
 
 
 @pytest.fixture(scope="module")
@@ -69,11 +79,20 @@ def test_calculator_computes_arithmetic(expression, value):
     ("9 ** 999999", "exponents are limited"), ("10 ** 20", "a power beyond"), ("9 ** 9 ** 9", "exponents are limited"),
     ("99999999 * 99999999", "beyond"), ("1e400", "beyond"), ("1 / 0", "divides by zero"), ("5 % 0", "divides by zero"),
     ("(-8) ** 0.5", "fractional power"), ("1 +", "not arithmetic"), ("", "empty"), ("1 + " * 60 + "1", "characters"),
+    ("0 ** -1", "divides by zero"), ("0.001 ** -6", "a power beyond"), ("(1e-15) ** -100", "a power beyond"),
+    ("1e308 * 10", "beyond"), ("-" * 150 + "1", "nests more than"), ("(" * 100 + "1" + ")" * 100, "characters"),
+    ("~1", "uses ~"), ("1 if 1 else 2", "if/else"), ("[" * 150, "not arithmetic"),
 ])
 def test_calculator_refuses_everything_but_bounded_arithmetic(expression, says):
     with pytest.raises(ValueError, match="expression") as error:
         agents.calculate(expression)
     assert says in str(error.value) and str(error.value).count(". ") == 0  # one sentence
+
+
+def test_calculator_allows_what_its_limits_allow():
+    assert agents.calculate("+".join(["1"] * 100)) == 100  # 99 operators deep, within the length limit
+    assert agents.calculate("-" * 100 + "7") == 7 and agents.calculate("(" * 99 + "1" + ")" * 99) == 1
+    assert agents.calculate("0.5 ** -49") == 2 ** 49 and agents.calculate("(-10) ** 15") == -10 ** 15
 
 
 def test_calculator_refuses_a_non_string_and_formats_results():
@@ -123,6 +142,19 @@ def test_loop_runs_the_tool_call_that_the_model_writes_and_stops_at_finish(token
     assert tokenizer.decode(model.prompts[1]).endswith("Action: calculate[23 * 7]\nObservation: 161\nThought:")
     assert "Observation: 161" in transcript.text() and "999" not in transcript.text()
     assert agents.answer_matches(transcript.answer, 161) and not agents.answer_matches("160 euros", 161)
+
+
+def test_loop_uses_the_chat_template_and_stops_at_its_end_of_turn_token(chat_tokenizer):
+    model = ScriptedLM(chat_tokenizer, [" I multiply.\nAction: calculate[23 * 7]", " Done.\nAction: finish[161]"])
+    transcript = agents.react_loop(model, chat_tokenizer, "A cinema sold 23 tickets at 7 euros each?", max_steps=5)
+    assert (transcript.stopped, transcript.answer, len(transcript.steps)) == ("finish", "161", 2)
+    first, second = (chat_tokenizer.decode(ids) for ids in model.prompts)
+    assert first.startswith("<|im_start|>system\nAnswer the question step by step.")
+    assert first.endswith("<|im_start|>user\nQuestion: A cinema sold 23 tickets at 7 euros each?<|im_end|>\n"
+                          "<|im_start|>assistant\nThought:")
+    assert second.endswith("<|im_start|>assistant\nThought: I multiply.\nAction: calculate[23 * 7]\nObservation: 161\nThought:")
+    start = chat_tokenizer.convert_tokens_to_ids("<|im_start|>")
+    assert model.prompts[0].count(start) == 3  # the markers are single special tokens, not spelled out in bytes
 
 
 def test_loop_reports_malformed_actions_and_stops_at_max_steps(tokenizer, random_lm):
@@ -180,7 +212,12 @@ def test_contextual_calibration_divides_by_the_content_free_distribution():
     scores = torch.log(torch.tensor([[0.9, 0.1], [0.6, 0.4]]))
     calibrated = agents.contextual_calibration(scores, torch.log(torch.tensor([[0.8, 0.2]])))
     assert calibrated.argmax(-1).tolist() == [0, 1]  # 0.6 / 0.8 < 0.4 / 0.2
-    torch.testing.assert_close(agents.contextual_calibration(scores, scores[:1])[0], torch.zeros(2))
+    # p(c | x) / p_cf(c), renormalised: (0.75, 2) / 2.75 for the second row
+    torch.testing.assert_close(calibrated.exp()[1], torch.tensor([0.75, 2.0]) / 2.75)
+    torch.testing.assert_close(calibrated.exp().sum(-1), torch.ones(2))
+    torch.testing.assert_close(agents.contextual_calibration(scores, scores[:1]).exp()[0], torch.full((2,), 0.5))
+    several = torch.log(torch.tensor([[0.7, 0.3], [0.9, 0.1]]))  # p_cf is the mean of the normalised distributions
+    torch.testing.assert_close(agents.contextual_calibration(scores, several), calibrated)  # mean (0.8, 0.2), as above
     with pytest.raises(ValueError, match="same number of labels"):
         agents.contextual_calibration(scores, torch.zeros(1, 3))
 

@@ -13,12 +13,16 @@ Three uses of one next-token distribution, each a few lines around :mod:`rl4lm.l
   answer-order effects (Dominguez-Olmedo et al., 2024).
 
 The calculator tool parses arithmetic with :mod:`ast` and evaluates the tree itself: no ``eval`` or ``exec``, no names,
-no calls, and bounds on the expression's length, on exponents and on every intermediate value.
+no calls, and bounds on the expression's length, its nesting depth, exponents and every intermediate value.
+
+The public API, for pages and command-line scripts: :func:`calculate` (and :data:`CALCULATOR`, the same as a
+:class:`Tool`), :func:`react_loop` returning an :class:`AgentTranscript`, :data:`ARITHMETIC_QUESTIONS` with
+:func:`answer_matches` to score them, :func:`zero_shot_label_scores` with :func:`contextual_calibration`, and
+:func:`answer_order_effect`.
 """
 from __future__ import annotations
 
 import ast
-import inspect
 import math
 import operator
 import re
@@ -27,15 +31,22 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .lm.logprobs import positions_from_mask, token_log_probs
-from .lm.rollout import rollout_from_ids
-from .lm.scoring import NORMALIZATIONS, SEPARATOR, score_options
+from .analysis.probes import continuation_logprobs
+from .lm.rollout import _accepts_logits_to_keep, rollout_from_ids
+from .lm.scoring import SEPARATOR, _check_normalize, _check_options, _position_limit, score_options
+
+__all__ = ["ARITHMETIC_QUESTIONS", "CALCULATOR", "CONTENT_FREE_INPUTS", "FINISH", "AgentStep", "AgentTranscript", "Tool",
+           "answer_matches", "answer_order_effect", "arithmetic_actions", "assistant_prompt", "calculate", "calculator_tool",
+           "contextual_calibration", "format_number", "greedy_continuation", "letter_probabilities", "lettered_question",
+           "parse_action", "parse_step", "react_loop", "react_prompt", "scratchpad", "shared_context_scores", "take_action",
+           "zero_shot_label_scores"]
 
 # ---------------------------------------------------------------------------------------------------------------------
 # The calculator tool: arithmetic on numbers, parsed with ast and evaluated node by node
 # ---------------------------------------------------------------------------------------------------------------------
 MAX_EXPRESSION_CHARS = 200  # longer expressions are refused before parsing
 MAX_EXPONENT = 100  # |b| in a ** b
+MAX_DEPTH = 100  # operators nested in one another (a sum of 100 terms within the length limit is still allowed)
 MAX_MAGNITUDE = 1e15  # every literal, intermediate value and result must stay within +-MAX_MAGNITUDE
 ARITHMETIC = "numbers, + - * / // % ** and parentheses"
 _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
@@ -43,7 +54,9 @@ _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
 _UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
 _REFUSED = {ast.Name: "a name", ast.Attribute: "an attribute", ast.Call: "a function call", ast.Subscript: "an index",
             ast.BitXor: "^ (write ** for a power)", ast.Tuple: "a comma (write numbers without thousands separators)",
-            ast.Compare: "a comparison", ast.BoolOp: "and/or", ast.Lambda: "a lambda", ast.List: "a list"}
+            ast.Compare: "a comparison", ast.BoolOp: "and/or", ast.Lambda: "a lambda", ast.List: "a list",
+            ast.Invert: "~", ast.Not: "not", ast.IfExp: "if/else", ast.JoinedStr: "a string", ast.BitAnd: "&",
+            ast.BitOr: "|", ast.LShift: "<<", ast.RShift: ">>", ast.MatMult: "@"}
 
 
 def _refuse(what: str) -> ValueError:
@@ -60,26 +73,34 @@ def _bounded(value: int | float) -> int | float:
 
 
 def _power(base: int | float, exponent: int | float) -> int | float:
-    """base ** exponent, refused before computing when the exponent or the result would be too large."""
+    """base ** exponent, refused before computing when the exponent or the result would be too large.
+
+    log10 |base ** exponent| = exponent * log10 |base| is checked for either sign of the exponent, so that a small base
+    with a negative exponent (0.001 ** -6) is refused like a large base with a positive one, before a float overflows.
+    """
     if abs(exponent) > MAX_EXPONENT:
         raise ValueError(f"expression raises to the power {exponent}; exponents are limited to +-{MAX_EXPONENT}.")
-    if base != 0 and exponent > 0 and exponent * math.log10(abs(base)) > math.log10(MAX_MAGNITUDE):
+    if base == 0 and exponent < 0:
+        raise ValueError("expression divides by zero (zero to a negative power).")
+    if base != 0 and exponent * math.log10(abs(base)) > math.log10(MAX_MAGNITUDE):
         raise ValueError(f"expression has a power beyond +-{MAX_MAGNITUDE:.0e}; the calculator refuses it.")
     if base < 0 and exponent != int(exponent):
         raise ValueError("expression raises a negative number to a fractional power, which has no real value.")
     return base ** exponent
 
 
-def _evaluate(node: ast.AST) -> int | float:
-    """The value of one node of an arithmetic expression tree; every other kind of node is refused."""
+def _evaluate(node: ast.AST, depth: int = 0) -> int | float:
+    """The value of one node of an arithmetic expression tree, ``depth`` operators below the root; other nodes are refused."""
+    if depth > MAX_DEPTH:
+        raise ValueError(f"expression nests more than {MAX_DEPTH} operators in one another; the calculator refuses it.")
     if isinstance(node, ast.Constant):
         if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
             raise _refuse(f"the literal {node.value!r}")
         return _bounded(node.value)
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
-        return _bounded(_UNARY[type(node.op)](_evaluate(node.operand)))
+        return _bounded(_UNARY[type(node.op)](_evaluate(node.operand, depth + 1)))
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-        left, right = _evaluate(node.left), _evaluate(node.right)
+        left, right = _evaluate(node.left, depth + 1), _evaluate(node.right, depth + 1)
         if isinstance(node.op, ast.Pow):
             return _bounded(_power(left, right))
         if isinstance(node.op, (ast.Div, ast.FloorDiv, ast.Mod)) and right == 0:
@@ -95,7 +116,9 @@ def calculate(expression: str) -> int | float:
     Parsed with :func:`ast.parse` and evaluated node by node, never with ``eval``: only numbers, unary + and -, the
     binary operators + - * / // % ** and parentheses are allowed. Names, attributes, calls, indexing, comparisons and
     anything else get a one-sentence ValueError, as do expressions longer than :data:`MAX_EXPRESSION_CHARS` characters,
-    exponents beyond :data:`MAX_EXPONENT`, values beyond :data:`MAX_MAGNITUDE` and division by zero.
+    operators nested deeper than :data:`MAX_DEPTH`, exponents beyond :data:`MAX_EXPONENT`, values beyond
+    :data:`MAX_MAGNITUDE` and division by zero. The work is bounded: every operand is within MAX_MAGNITUDE, so each
+    operation is cheap, and a power's size is checked before it is computed. Nothing escapes but a ValueError.
     """
     if not isinstance(expression, str):
         raise ValueError(f"expression should be a string such as '23 * 7', not {type(expression).__name__}.")
@@ -107,11 +130,14 @@ def calculate(expression: str) -> int | float:
     try:
         tree = ast.parse(text, mode="eval")
     except (SyntaxError, ValueError, MemoryError, RecursionError):
-        raise ValueError(f"expression {text!r} is not arithmetic that the calculator can read ({ARITHMETIC}).") from None
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        raise ValueError(f"expression {shown!r} is not arithmetic that the calculator can read ({ARITHMETIC}).") from None
     try:
         return _evaluate(tree.body)
-    except RecursionError:
+    except RecursionError:  # not reached within MAX_DEPTH from an ordinary stack; kept for a caller that is already deep
         raise ValueError("expression is nested too deeply for the calculator.") from None
+    except ArithmeticError as error:  # a safety net: the checks above should leave no overflow or division by zero
+        raise ValueError(f"expression cannot be computed ({error}).") from None
 
 
 def format_number(value: int | float) -> str:
@@ -313,12 +339,6 @@ def react_prompt(tokenizer, question: str, tools: Sequence[Tool] = (CALCULATOR,)
 # ---------------------------------------------------------------------------------------------------------------------
 # The loop
 # ---------------------------------------------------------------------------------------------------------------------
-def _position_limit(model) -> int | None:
-    """The longest sequence the model has positions for, if its config says."""
-    config = model.config
-    return getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
-
-
 def greedy_continuation(model, tokenizer, text: str, max_new_tokens: int) -> str:
     """The greedy continuation y_t = argmax P(w | text, y_<t) of one text, up to EOS or max_new_tokens (KV-cached).
 
@@ -351,12 +371,12 @@ def shared_context_scores(model, tokenizer, context: str, options: Sequence[str]
 
     The context goes through the model once and its KV cache is repeated for every option, so n options cost one
     context plus n short continuations instead of n full sequences (the agent's prompt is hundreds of tokens, each
-    action about ten). Tokenization, left truncation and ``normalize`` are those of ``score_options``; (n_options,).
+    action about ten), and only the context's last logits are kept: ``score_options`` would hold n x prompt x vocabulary
+    logits, gigabytes for a 150k-token vocabulary. Tokenization, left truncation and ``normalize`` are those of
+    ``score_options``; (n_options,).
     """
-    if isinstance(options, str) or not options or not all(isinstance(o, str) and o.strip() for o in options):
-        raise ValueError("options should be a non-empty list of non-empty strings to score.")
-    if normalize not in NORMALIZATIONS:
-        raise ValueError(f"normalize should be one of {', '.join(map(repr, NORMALIZATIONS))}, not {normalize!r}.")
+    options = _check_options(options)
+    _check_normalize(normalize)
     option_ids = [tokenizer(SEPARATOR + option, add_special_tokens=False)["input_ids"] for option in options]
     longest = max(len(ids) for ids in option_ids)
     context_ids = tokenizer(context, add_special_tokens=False)["input_ids"]
@@ -364,9 +384,11 @@ def shared_context_scores(model, tokenizer, context: str, options: Sequence[str]
         raise ValueError("context is empty; give the text that the options continue.")
     limit = _position_limit(model)
     if limit is not None:
+        if longest >= limit:
+            raise ValueError(f"options has an option of {longest} tokens; the model sees at most {limit} tokens in all.")
         context_ids = context_ids[-(limit - longest):]
     device = next(model.parameters()).device
-    extra = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+    extra = {"logits_to_keep": 1} if _accepts_logits_to_keep(model) else {}
     out = model(input_ids=torch.tensor([context_ids], device=device), use_cache=True, **extra)
     first = out.logits[0, -1].float().log_softmax(dim=-1)  # (vocab,): P(first option token | context)
     logprobs = torch.stack([first[ids[0]] for ids in option_ids])  # (n_options,)
@@ -395,8 +417,7 @@ def shared_context_scores(model, tokenizer, context: str, options: Sequence[str]
 
 def _check_loop_arguments(question, tools, max_steps, normalize) -> dict[str, Tool]:
     """The tools by name, after one-sentence checks of the loop's arguments."""
-    if normalize not in NORMALIZATIONS:
-        raise ValueError(f"normalize should be one of {', '.join(map(repr, NORMALIZATIONS))}, not {normalize!r}.")
+    _check_normalize(normalize)
     if not isinstance(question, str) or not question.strip():
         raise ValueError("question should be a non-empty string.")
     if not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps < 1:
@@ -497,14 +518,6 @@ def _check_template(template: str) -> str:
     return template
 
 
-def _right_padded(rows: list[list[int]], pad: int) -> torch.Tensor:
-    """Token-id rows padded on the right to one width; (n_rows, width)."""
-    ids = torch.full((len(rows), max(len(row) for row in rows)), pad, dtype=torch.long)
-    for r, row in enumerate(rows):
-        ids[r, :len(row)] = torch.tensor(row)
-    return ids
-
-
 @torch.no_grad()
 def zero_shot_label_scores(model, tokenizer, texts: Sequence[str], template: str, verbalizers: Sequence[str],
                            batch_size: int = 64) -> torch.Tensor:
@@ -512,48 +525,20 @@ def zero_shot_label_scores(model, tokenizer, texts: Sequence[str], template: str
 
     Returns (n_texts, n_labels), float32 on the CPU; the argmax over labels is the prediction, eq. (lm-classifier) of
     Session 12. ``template`` has a ``{text}`` slot; each verbaliser is scored as ``" " + v`` after it, tokenized on its
-    own as in :func:`rl4lm.lm.scoring.option_logprobs` (a multi-token verbaliser's log-probabilities are summed). When
-    every verbaliser is one token, one forward pass per text reads them all off the last position (contexts left-padded,
-    with position ids counted over real tokens, and only the last position's logits computed where the model allows).
-    Otherwise every (text, label) pair is a right-padded row. A context too long for the model's positions loses its
-    beginning. Texts are scored ``batch_size`` at a time; lower it for a large vocabulary on a small GPU.
+    own as in :func:`rl4lm.lm.scoring.option_logprobs` (a multi-token verbaliser's log-probabilities are summed). The
+    scores are those of :func:`rl4lm.analysis.probes.continuation_logprobs` on the (text, label) rows: one-token
+    verbalisers are read off one forward pass per text, longer ones score every row in full. A context too long for the
+    model's positions loses its beginning. ``batch_size`` sequences go through the model at a time; lower it for a large
+    vocabulary on a small GPU.
     """
     _check_template(template)
     if isinstance(texts, str) or not len(texts) or not all(isinstance(t, str) for t in texts):
         raise ValueError("texts should be a non-empty list of strings to classify.")
     if isinstance(verbalizers, str) or len(verbalizers) < 2 or not all(isinstance(v, str) and v.strip() for v in verbalizers):
         raise ValueError("verbalizers should be a list of at least two non-empty label words, e.g. ['negative', 'positive'].")
-    label_ids = [tokenizer(SEPARATOR + v, add_special_tokens=False)["input_ids"] for v in verbalizers]
-    single = all(len(ids) == 1 for ids in label_ids)
-    limit = _position_limit(model)
-    room = None if limit is None else limit - max(len(ids) for ids in label_ids)
-    contexts = []
-    for text in texts:
-        context = tokenizer(template.format(text=text), add_special_tokens=False)["input_ids"]
-        if not context:
-            raise ValueError("template renders an empty context for one of the texts; add words around {text}.")
-        contexts.append(context[-room:] if room is not None else context)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0  # never scored: padding follows every label
-    device = next(model.parameters()).device
-    extra = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
-    scores = []
-    for start in range(0, len(contexts), batch_size):
-        chunk = contexts[start:start + batch_size]
-        if single:  # log P(v | context) for every v from the logits at each context's last position
-            width = max(len(c) for c in chunk)
-            ids = torch.tensor([[pad] * (width - len(c)) + c for c in chunk], device=device)  # (batch, width), left-padded
-            mask = torch.tensor([[0] * (width - len(c)) + [1] * len(c) for c in chunk], device=device)
-            logits = model(input_ids=ids, attention_mask=mask, position_ids=positions_from_mask(mask), **extra).logits
-            logprobs = logits[:, -1].float().log_softmax(dim=-1)  # (batch, vocab): the last column is every context's end
-            scores.append(logprobs[:, [ids[0] for ids in label_ids]].cpu())  # (batch, labels)
-            continue
-        rows = [c + ids for c in chunk for ids in label_ids]  # text-major: row = text * n_labels + label
-        token_lp = token_log_probs(model, _right_padded(rows, pad).to(device)).cpu()  # (rows, width - 1)
-        scored = torch.zeros_like(token_lp, dtype=torch.bool)  # position t predicts token t + 1
-        for r, row in enumerate(rows):
-            scored[r, len(chunk[r // len(label_ids)]) - 1:len(row) - 1] = True
-        scores.append((token_lp * scored).sum(-1).view(len(chunk), len(label_ids)))
-    return torch.cat(scores)
+    contexts = [template.replace("{text}", text) for text in texts for _ in verbalizers]  # text-major: row = text * n_labels + label
+    scores = continuation_logprobs(model, tokenizer, contexts, list(verbalizers) * len(texts), batch_size=batch_size)
+    return scores.view(len(texts), len(verbalizers))  # (n_texts, n_labels)
 
 
 def contextual_calibration(label_logprobs: torch.Tensor, content_free_logprobs: torch.Tensor) -> torch.Tensor:
@@ -561,14 +546,15 @@ def contextual_calibration(label_logprobs: torch.Tensor, content_free_logprobs: 
 
     label_logprobs: (n, n_labels) from :func:`zero_shot_label_scores`; content_free_logprobs: (m, n_labels), the same
     template filled with m content-free inputs (e.g. :data:`CONTENT_FREE_INPUTS`). Both are normalised over the labels;
-    p_cf is the mean of the m content-free distributions. Returns (n, n_labels) log-scores; their argmax is the
-    calibrated prediction (the diagonal W = diag(p_cf)^-1 of the paper, applied in log space).
+    p_cf is the mean of the m content-free distributions. Each row p(. | x) is divided by p_cf (the diagonal
+    W = diag(p_cf)^-1, b = 0 of the paper) and renormalised: returns (n, n_labels) calibrated log-probabilities, whose
+    argmax is the calibrated prediction.
     """
     if label_logprobs.dim() != 2 or content_free_logprobs.dim() != 2 or label_logprobs.shape[1] != content_free_logprobs.shape[1]:
         raise ValueError(f"label_logprobs (n, labels) and content_free_logprobs (m, labels) should have the same number of labels, "
                          f"got shapes {tuple(label_logprobs.shape)} and {tuple(content_free_logprobs.shape)}.")
     p_cf = content_free_logprobs.log_softmax(dim=-1).exp().mean(dim=0)  # (labels,)
-    return label_logprobs.log_softmax(dim=-1) - p_cf.log()
+    return (label_logprobs.log_softmax(dim=-1) - p_cf.log()).log_softmax(dim=-1)  # log of p(c|x) / p_cf(c), renormalised
 
 
 # ---------------------------------------------------------------------------------------------------------------------

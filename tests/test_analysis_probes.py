@@ -177,6 +177,13 @@ def test_opinion_flips_count_right_answers_that_follow_the_opposite_opinion():
     (lambda: probes.answer_log_odds(None, None, ["a"], ("no", "yes", "maybe")), "exactly two"),
     (lambda: probes.sycophancy_shift([1.0, 2.0], [1.0]), "lengths"),
     (lambda: probes.opinion_flips([1.0], [1.0], [1.0], [2]), "labels[0]"),
+    (lambda: probes.continuation_logprobs(None, None, ["a", "this comedy was "], ["b", "c"]), "contexts[1] ends with a space"),
+    (lambda: probes.continuation_logprobs(None, None, ["a"], [" wonderful"]), "continuations[0] starts with a space"),
+    (lambda: probes.paired_logprob_bias(None, None, [{"context_more": "a", "context_less": "b", "continuation": 3}]), "pairs[0]"),
+    (lambda: probes.answer_log_odds(None, None, ["a"], None), "exactly two"),
+    (lambda: probes.answer_log_odds(None, None, ["a"], ("yes", "yes")), "both 'yes'"),
+    (lambda: probes.flip_rate(4, 3), "flips is 4"),
+    (lambda: probes.flip_rate(-1, 3), "flips is -1"),
 ])
 def test_bad_input_gets_one_sentence_naming_the_argument(call, words):
     with pytest.raises(ValueError) as error:

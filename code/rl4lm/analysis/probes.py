@@ -63,15 +63,23 @@ def continuation_logprobs(model, tokenizer, contexts: Sequence[str], continuatio
     """log P(c | x) = sum_t log P(c_t | x, c_<t) for each row (x, c), batched (the zero-shot scoring of Radford et al., 2019).
 
     ``contexts`` and ``continuations`` are lists of the same length; row i scores ``continuations[i]`` after
-    ``contexts[i]``. Returns float32 (n,), on the CPU. Rows are right-padded in batches of ``batch_size`` (padding
-    comes after every scored token, so a causal LM never attends to it); a context too long for the model's positions
-    loses its beginning, as in :func:`rl4lm.lm.scoring.option_logprobs`. Continuations of a single token are read
-    from one forward pass over their context, shared by every such row with the same context.
+    ``contexts[i]``, tokenized as in :func:`rl4lm.lm.scoring.option_logprobs`: the context on its own (an empty one
+    becomes the end-of-text token), then ``" " + continuation`` on its own, so contexts end and continuations begin
+    without a space. Returns float32 (n,), on the CPU; the token ids go to the model's device. Rows are right-padded in
+    batches of ``batch_size`` (padding comes after every scored token, so a causal LM never attends to it); a context
+    too long for the model's positions loses its beginning. Continuations of a single token are read from one forward
+    pass over their context, shared by every such row with the same context.
     """
     contexts = _check_strings(contexts, "contexts", allow_empty=True)
     continuations = _check_strings(continuations, "continuations")
     if len(contexts) != len(continuations):
         raise ValueError(f"contexts has {len(contexts)} rows but continuations has {len(continuations)}; give one of each per row.")
+    for i, context in enumerate(contexts):
+        if context[-1:].isspace() and context[-1:] != "\n":
+            raise ValueError(f"contexts[{i}] ends with a space; write it without one, a space is put before every continuation.")
+    for i, continuation in enumerate(continuations):
+        if continuation[:1].isspace():
+            raise ValueError(f"continuations[{i}] starts with a space; write it without one, a space is put before it.")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size is {batch_size!r}; it must be a positive whole number.")
     limit = _position_limit(model)
@@ -156,6 +164,8 @@ def paired_logprob_bias(model, tokenizer, pairs: Sequence[dict], batch_size: int
     for i, pair in enumerate(pairs):
         if not isinstance(pair, dict) or not {"context_more", "context_less", "continuation"} <= set(pair):
             raise ValueError(f"pairs[{i}] should be a dict with context_more, context_less and continuation.")
+        if not all(isinstance(pair[key], str) for key in ("context_more", "context_less", "continuation")):
+            raise ValueError(f"pairs[{i}] has a context or continuation that is not a string; all three must be strings.")
     keys = list(dict.fromkeys((p[side], p["continuation"]) for p in pairs for side in ("context_more", "context_less")))
     scores = continuation_logprobs(model, tokenizer, [k[0] for k in keys], [k[1] for k in keys], batch_size)
     index = {key: i for i, key in enumerate(keys)}
@@ -220,9 +230,11 @@ def answer_log_odds(model, tokenizer, contexts: Sequence[str], options: tuple[st
     with :func:`continuation_logprobs`.
     """
     contexts = _check_strings(contexts, "contexts", allow_empty=True)
-    if isinstance(options, str) or len(options) != 2:
+    if not isinstance(options, (list, tuple)) or len(options) != 2:
         raise ValueError(f"options is {options!r}; give exactly two options, the first for 'no' and the second for 'yes'.")
     first, second = _check_strings(list(options), "options")
+    if first == second:
+        raise ValueError(f"options are both {first!r}; the log-odds of an option against itself is always zero.")
     scores = continuation_logprobs(model, tokenizer, contexts * 2, [first] * len(contexts) + [second] * len(contexts), batch_size)
     return scores[len(contexts):] - scores[:len(contexts)]
 
@@ -271,6 +283,11 @@ def opinion_flips(log_odds_neutral, log_odds_positive, log_odds_negative, labels
 
 def flip_rate(flips: int, n: int) -> dict[str, float]:
     """The share of flips with its 95% Wilson interval (Wilson, 1927); NaN, not an error, when no item was answered right."""
+    for name, value in (("flips", flips), ("n", n)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"{name} is {value!r}; it must be a whole number of items, 0 or more.")
+    if flips > n:
+        raise ValueError(f"flips is {flips} but n is {n}; only items answered right (n of them) can flip.")
     if n == 0:
         return {"rate": math.nan, "low": math.nan, "high": math.nan, "flips": flips, "n": n}
     low, high = wilson_interval(flips, n)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def _as_vector(values, name: str) -> np.ndarray:
+def as_vector(values, name: str) -> np.ndarray:
     """A 1-D float64 copy of a list, numpy array or torch tensor, or a one-sentence ValueError naming ``name``."""
     if hasattr(values, "detach"):
         values = values.detach().cpu().double().numpy()
@@ -27,8 +27,8 @@ def _as_vector(values, name: str) -> np.ndarray:
 
 def _check_inputs(confidences, correct, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
     """(confidences, correct) as float64 vectors after every check of :func:`expected_calibration_error`."""
-    conf = _as_vector(confidences, "confidences")
-    right = _as_vector(correct, "correct")
+    conf = as_vector(confidences, "confidences")
+    right = as_vector(correct, "correct")
     if len(conf) != len(right):
         raise ValueError(f"confidences has {len(conf)} samples but correct has {len(right)}; give one of each per sample.")
     if len(conf) == 0:

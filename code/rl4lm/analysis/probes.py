@@ -33,6 +33,7 @@ import torch
 from ..lm.logprobs import token_log_probs
 from ..lm.scoring import SEPARATOR, _context_ids, _position_limit, wilson_interval
 from .behaviour import bootstrap_interval
+from .calibration import as_vector
 
 SLOT = "{x}"  # where a template takes its attribute word
 
@@ -175,18 +176,13 @@ def paired_logprob_bias(model, tokenizer, pairs: Sequence[dict], batch_size: int
 
 
 def _as_vector(values, name: str) -> np.ndarray:
-    """A 1-D float64 copy of a list, array or tensor with at least one finite entry each, or a one-sentence ValueError."""
-    if hasattr(values, "detach"):
-        values = values.detach().cpu().double().numpy()
-    try:
-        array = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} should be a list or array of numbers, not {type(values).__name__}.") from None
-    if array.ndim != 1 or len(array) == 0:
+    """A 1-D float64 copy (:func:`rl4lm.analysis.calibration.as_vector`) with at least one entry, all finite, or a ValueError."""
+    array = as_vector(values, name)
+    if len(array) == 0:
         raise ValueError(f"{name} has shape {tuple(array.shape)}; give a non-empty 1-D array, one number per item.")
     if not np.isfinite(array).all():
         raise ValueError(f"{name}[{int(np.flatnonzero(~np.isfinite(array))[0])}] is not a finite number (NaN or inf).")
-    return array.copy()
+    return array
 
 
 def bias_summary(differences, n_resamples: int = 2000, seed: int = 0) -> dict[str, float]:

@@ -55,6 +55,7 @@ def test_fit_recovers_gao_curve_and_its_peak():
 @pytest.mark.parametrize("call, fragment", [
     (lambda: corpus_ngrams([], 3), "texts is empty"),
     (lambda: corpus_ngrams(CORPUS, 0), "n should be a whole number"),
+    (lambda: corpus_ngrams(["too short"], 3), "no text in texts has 3 words"),
     (lambda: ngram_coverage("this film", corpus_ngrams(CORPUS, 2), 2), "not one string"),
     (lambda: ngram_coverage(["this film"], corpus_ngrams(CORPUS, 2), 3), "corpus holds 2-grams but n = 3"),
     (lambda: ngram_coverage(["a", 3], corpus_ngrams(CORPUS, 2), 2), "texts[1] is a int"),

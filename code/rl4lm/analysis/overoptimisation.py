@@ -25,7 +25,7 @@ _WORD = re.compile(r"[a-z0-9']+|[^\sa-z0-9']")  # a lower-cased word, or one pun
 
 
 def text_words(text: str) -> list[str]:
-    """The words and punctuation marks of a text, lower-cased: 'Great film!' -> ['great', 'film', '!'] (the unit of n-gram counts)."""
+    """Word tokens for n-gram statistics (Jurafsky and Martin, ch. 3): lower-cased words and punctuation, 'Great film!' -> ['great', 'film', '!']."""
     if not isinstance(text, str):
         raise ValueError(f"text should be a string, got {type(text).__name__}.")
     return _WORD.findall(text.lower())
@@ -48,21 +48,26 @@ def _check_texts(texts, name: str) -> list[str]:
     return texts
 
 
+def _word_ngrams(text: str, n: int) -> list[tuple[str, ...]]:
+    """The word n-grams of one text in order, repeats kept; empty when it has fewer than n words."""
+    words = text_words(text)
+    return [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+
+
 def corpus_ngrams(texts: Iterable[str], n: int = 3) -> frozenset[tuple[str, ...]]:
     """Every word n-gram of a corpus (Jurafsky and Martin, ch. 3): the phrases people wrote, for :func:`ngram_coverage`."""
     _check_n(n)
     texts = _check_texts(texts, "texts")
     if not texts:
         raise ValueError("texts is empty; the corpus needs at least one text.")
-    grams = set()
-    for text in texts:
-        words = text_words(text)
-        grams.update(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
-    return frozenset(grams)
+    grams = frozenset(gram for text in texts for gram in _word_ngrams(text, n))
+    if not grams:
+        raise ValueError(f"no text in texts has {n} words, so the corpus has no {n}-gram.")
+    return grams
 
 
 def ngram_coverage(texts: Sequence[str], corpus: frozenset[tuple[str, ...]] | set, n: int = 3) -> torch.Tensor:
-    """Share of each text's word n-grams found in a corpus, BLEU's n-gram precision against all of it (Papineni et al., 2002).
+    """Share of each text's word n-grams found in a corpus, BLEU's n-gram precision, unclipped, against all of it (Papineni et al., 2002).
 
     ``corpus``: the n-grams of human text, :func:`corpus_ngrams` with the same ``n``. A text made of phrases that
     people write scores near 1, a word salad near 0; a text with fewer than ``n`` words has no n-gram and scores 0.
@@ -77,8 +82,7 @@ def ngram_coverage(texts: Sequence[str], corpus: frozenset[tuple[str, ...]] | se
         raise ValueError(f"corpus holds {width}-grams but n = {n}; build it with corpus_ngrams(texts, n={n}).")
     shares = []
     for text in texts:
-        words = text_words(text)
-        grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+        grams = _word_ngrams(text, n)
         shares.append(sum(gram in corpus for gram in grams) / len(grams) if grams else 0.0)
     return torch.tensor(shares, dtype=torch.float32)
 

@@ -24,7 +24,7 @@ def _as_matrix(values, name: str) -> np.ndarray:
         raise ValueError(f"{name} has shape {tuple(array.shape)}; give a 2-D array with one row per input and one column per "
                          "feature.")
     if not np.isfinite(array).all():
-        raise ValueError(f"{name} holds NaN or inf; CKA needs finite representations.")
+        raise ValueError(f"{name} holds NaN or inf; give finite representations.")
     return array.copy()
 
 

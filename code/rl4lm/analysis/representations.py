@@ -17,24 +17,12 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .cka import centre_columns, linear_cka
+from ..lm.logprobs import positions_from_mask
+from ..rlhf.ppo_lm import last_token_index
+from .cka import _as_matrix, centre_columns, linear_cka
 
 POOLINGS = ("mean", "last")
 FINAL_NORM_NAMES = ("ln_f", "norm", "final_layer_norm", "final_layernorm")
-
-
-def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Positions 0, 1, ... counted over the real tokens of each row, so that left and right padding give the same states.
-
-    ``attention_mask`` (batch, seq) of 0/1; padding positions get 0 (their states are never used).
-    """
-    return (attention_mask.long().cumsum(dim=-1) - 1).clamp(min=0)  # (batch, seq)
-
-
-def last_token_positions(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Index of the last real token of each row, for right and left padding alike: (batch,) from (batch, seq)."""
-    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
-    return (attention_mask.long() * positions).argmax(dim=-1)  # (batch,)
 
 
 def pool_tokens(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str = "mean",
@@ -49,7 +37,7 @@ def pool_tokens(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str
         raise ValueError(f"pooling should be one of {', '.join(POOLINGS)}, not {pooling!r}.")
     mask = attention_mask.bool()  # (batch, seq)
     if pooling == "last":
-        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last_token_positions(mask)]
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last_token_index(mask)]
     if skip_first_token:
         first = mask.long().argmax(dim=-1)  # (batch,): the first real token, also under left padding
         drop = torch.zeros_like(mask).scatter_(1, first[:, None], True) & (mask.sum(dim=-1, keepdim=True) > 1)
@@ -78,8 +66,8 @@ def layer_states_by_pooling(model, tokenizer, texts: Sequence[str], poolings: Se
     ``skip_first_token`` applies to the mean only (:func:`pool_tokens`).
     """
     texts = list(texts)
-    if not texts or not all(isinstance(t, str) and t for t in texts):
-        raise ValueError("texts should be a non-empty list of non-empty strings.")
+    if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
+        raise ValueError("texts should be a non-empty list of strings that are not empty or blank.")
     if batch_size < 1 or max_length < 1:
         raise ValueError(f"batch_size and max_length should be at least 1, got {batch_size} and {max_length}.")
     if not poolings or any(p not in POOLINGS for p in poolings):
@@ -90,7 +78,7 @@ def layer_states_by_pooling(model, tokenizer, texts: Sequence[str], poolings: Se
         enc = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True, truncation=True,
                         max_length=max_length).to(device)
         out = model(input_ids=enc.input_ids, attention_mask=enc.attention_mask,
-                    position_ids=position_ids_from_mask(enc.attention_mask), output_hidden_states=True)
+                    position_ids=positions_from_mask(enc.attention_mask), output_hidden_states=True)
         for p in poolings:  # pooled in float32: a sum over tokens of 16-bit states can overflow float16
             chunks[p].append([pool_tokens(h.float(), enc.attention_mask, p, skip_first_token).cpu() for h in out.hidden_states])
     return {p: [torch.cat(layer) for layer in zip(*batches)] for p, batches in chunks.items()}  # L + 1 tensors (n, d) each
@@ -98,11 +86,9 @@ def layer_states_by_pooling(model, tokenizer, texts: Sequence[str], poolings: Se
 
 def _centred_gram(states, name: str) -> np.ndarray:
     """K = X_c X_c^T (n, n) in float64 for one layer's states X (n, d), its columns centred."""
-    x = states.detach().cpu().double().numpy() if hasattr(states, "detach") else np.asarray(states, dtype=np.float64)
-    if x.ndim != 2 or x.shape[0] < 2:
-        raise ValueError(f"{name} should be a 2-D array (inputs x features) with at least 2 rows, not shape {tuple(x.shape)}.")
-    if not np.isfinite(x).all():
-        raise ValueError(f"{name} holds NaN or inf; CKA needs finite representations.")
+    x = _as_matrix(states, name)  # float64 numpy from numpy or torch (any device, 16-bit included); 2-D and finite
+    if x.shape[0] < 2:
+        raise ValueError(f"{name} has {x.shape[0]} row; CKA needs the states of at least 2 inputs.")
     x = centre_columns(x)
     return x @ x.T
 
@@ -146,13 +132,11 @@ def debiased_linear_cka(X, Y) -> float:
     representations is about sqrt(p1 p2 / ((n + p1)(n + p2))), close to 1 when n << p; this estimator removes that bias,
     at the price of a noisier value that can be slightly negative.
     """
-    x, y = (np.asarray(v.detach().cpu().double() if hasattr(v, "detach") else v, dtype=np.float64) for v in (X, Y))
-    if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
-        raise ValueError(f"X and Y should be 2-D with the same number of rows (inputs), got shapes {x.shape} and {y.shape}.")
+    x, y = _as_matrix(X, "X"), _as_matrix(Y, "Y")  # float64, 2-D and finite, or a one-sentence ValueError
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"X has {x.shape[0]} rows but Y has {y.shape[0]}; give representations of the same inputs.")
     if x.shape[0] < 4:
         raise ValueError(f"X and Y have {x.shape[0]} rows; the unbiased HSIC estimator needs at least 4 inputs.")
-    if not (np.isfinite(x).all() and np.isfinite(y).all()):
-        raise ValueError("X or Y holds NaN or inf; CKA needs finite representations.")
     kx, ky = _unbiased_centred_gram(x), _unbiased_centred_gram(y)
     hsic_xx, hsic_yy = np.sum(kx * kx), np.sum(ky * ky)
     if hsic_xx <= 0 or hsic_yy <= 0:
@@ -166,7 +150,7 @@ def cka_by_sample_size(X, Y, sizes: Sequence[int], repeats: int = 5, seed: int =
     The same rows are drawn from X and Y (the same inputs); ``debiased`` uses :func:`debiased_linear_cka`. Shows how
     far a CKA value depends on the number of inputs it was computed from.
     """
-    x, y = np.asarray(X, dtype=np.float64), np.asarray(Y, dtype=np.float64)
+    x, y = _as_matrix(X, "X"), _as_matrix(Y, "Y")
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"X has {x.shape[0]} rows but Y has {y.shape[0]}; give representations of the same inputs.")
     if not sizes or min(sizes) < (4 if debiased else 2) or max(sizes) > x.shape[0] or repeats < 1:
@@ -200,10 +184,9 @@ def ridge_probe_accuracy(train_X, train_y, test_X, test_y, alpha: float = 1.0) -
     held-out text is classified by the sign of x w + b. ``train_X`` (n_train, d), ``train_y`` (n_train,) of 0/1, the
     same for the held-out part; returns the share of held-out texts classified right.
     """
-    xs = [np.asarray(v.detach().cpu().double() if hasattr(v, "detach") else v, dtype=np.float64) for v in (train_X, test_X)]
-    ys = [np.asarray(v.detach().cpu() if hasattr(v, "detach") else v).astype(np.float64) for v in (train_y, test_y)]
-    (x_train, x_test), (y_train, y_test) = xs, ys
-    if x_train.ndim != 2 or x_test.ndim != 2 or x_train.shape[1] != x_test.shape[1]:
+    x_train, x_test = _as_matrix(train_X, "train_X"), _as_matrix(test_X, "test_X")  # float64 (n, d), finite
+    y_train, y_test = (np.asarray(v.detach().cpu() if hasattr(v, "detach") else v).astype(np.float64) for v in (train_y, test_y))
+    if x_train.shape[1] != x_test.shape[1]:
         raise ValueError(f"train_X and test_X should be 2-D with the same number of features, got {x_train.shape} and {x_test.shape}.")
     if y_train.shape != (x_train.shape[0],) or y_test.shape != (x_test.shape[0],):
         raise ValueError("train_y and test_y should hold one label per row of train_X and test_X.")
@@ -230,11 +213,11 @@ def probe_accuracy(features, labels, train_fraction: float = 0.5, alpha: float =
 
     Splits the texts with :func:`held_out_split` and fits :func:`ridge_probe_accuracy` on the training part.
     """
-    n = len(labels)
-    if len(features) != n:
-        raise ValueError(f"features has {len(features)} rows but labels has {n} entries; give one label per text.")
-    train, test = held_out_split(n, train_fraction, seed)
-    x, y = np.asarray(features, dtype=np.float64), np.asarray(labels)
+    x = _as_matrix(features, "features")  # (n, d) float64 from numpy or torch (any device or dtype)
+    y = np.asarray(labels.detach().cpu() if hasattr(labels, "detach") else labels)
+    if y.ndim != 1 or len(y) != len(x):
+        raise ValueError(f"features has {len(x)} rows but labels has shape {y.shape}; give one label per text.")
+    train, test = held_out_split(len(y), train_fraction, seed)
     return ridge_probe_accuracy(x[train], y[train], x[test], y[test], alpha)
 
 

@@ -166,6 +166,10 @@ def test_self_similarity_is_one_for_copies_and_zero_for_disjoint_samples():
         behaviour.self_similarity([[1, 2, 3]])
     with pytest.raises(ValueError, match="n is 0"):
         behaviour.self_similarity([[1, 2], [2, 3]], n=0)
+    with pytest.raises(ValueError, match=r"token_lists\[1\] is a string"):  # a text's n-grams would be characters
+        behaviour.self_similarity([["a", "good", "film"], "a good film"])
+    with pytest.raises(ValueError, match="tokens is the string"):
+        behaviour.ngram_jaccard("a good film", "a bad film")
 
 
 def test_answer_distribution_entropy_and_mode_share():
@@ -247,3 +251,9 @@ def test_fit_temperature_recovers_the_temperature_that_generated_the_labels():
         behaviour.fit_temperature(scores[:2], [0])
     with pytest.raises(ValueError, match="must all be positive"):
         behaviour.fit_temperature(scores[:2], [0, 1], [0.0, 1.0])
+    with pytest.raises(ValueError, match=r"score_lists\[1\] is empty; give at least one option"):
+        behaviour.fit_temperature([[0.0, -1.0], []], [0, 0])
+    with pytest.raises(ValueError, match=r"score_lists\[0\] has shape \(1, 2\)"):
+        behaviour.fit_temperature([[[0.0, -1.0]]], [0])
+    with pytest.raises(ValueError, match="scores is empty; give at least one option"):
+        behaviour.option_probabilities([])

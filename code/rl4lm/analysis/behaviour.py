@@ -26,18 +26,18 @@ if TYPE_CHECKING:
     import torch
 
 
-def _as_items(values, name: str) -> np.ndarray:
-    """A float64 copy of a list, numpy array or torch tensor with one entry (or row) per item, or a one-sentence ValueError."""
+def _as_items(values, name: str, unit: str = "item") -> np.ndarray:
+    """A float64 copy of a list, numpy array or torch tensor with one entry (or row) per ``unit``, or a one-sentence ValueError."""
     if hasattr(values, "detach"):
         values = values.detach().cpu().double().numpy()
     try:
         array = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} should be a list or array of numbers, one per item, not {type(values).__name__}.") from None
+        raise ValueError(f"{name} should be a list or array of numbers, one per {unit}, not {type(values).__name__}.") from None
     if array.ndim == 0:
-        raise ValueError(f"{name} is a single number; give one value per item (a 1-D array).")
+        raise ValueError(f"{name} is a single number; give one value per {unit} (a 1-D array).")
     if len(array) == 0:
-        raise ValueError(f"{name} is empty; a bootstrap needs at least one item.")
+        raise ValueError(f"{name} is empty; give at least one {unit}.")
     if not np.isfinite(array).all():
         raise ValueError(f"{name} holds NaN or inf; give finite values.")
     return array.copy()
@@ -122,7 +122,7 @@ def option_probabilities(scores) -> np.ndarray:
     ``scores`` are the options' log-probabilities (e.g. :func:`rl4lm.lm.scoring.score_options`), so the result is the
     model's distribution renormalised over the options it was offered.
     """
-    array = _as_items(scores, "scores")
+    array = _as_items(scores, "scores", "option")
     if array.ndim != 1:
         raise ValueError(f"scores has shape {tuple(array.shape)}; give one score per option of one item (a 1-D array).")
     shifted = np.exp(array - array.max())  # subtract the maximum: no overflow
@@ -157,18 +157,23 @@ def fit_temperature(score_lists: Sequence, labels: Sequence[int], temperatures=N
     """Temperature scaling: the T minimising the mean of -log softmax(s / T)_label over held-out items (Guo et al., 2017, sec. 4.2).
 
     ``score_lists``: one score vector (log-probabilities of the options) per item; ``labels``: the right option of each.
-    T is chosen from ``temperatures`` (default: 400 values spaced evenly in log T between 0.05 and 50). Dividing all of an
-    item's scores by one T > 0 never changes its answer, only its confidence; fit T on other items than those you report.
+    T is chosen from ``temperatures`` (default: 400 values spaced evenly in log T between 0.05 and 50); a T at either end
+    of the grid means the minimum lies beyond it (T at the top: the confidences carry almost no information about which
+    answers are right, and the best fix is to flatten them all). Dividing all of an item's scores by one T > 0 never
+    changes its answer, only its confidence; fit T on other items than those you report (Guo et al. use a validation set).
     """
     if isinstance(score_lists, (str, bytes)) or not hasattr(score_lists, "__len__") or len(score_lists) == 0:
         raise ValueError("score_lists should be a non-empty list with one score vector per item.")
     labels = list(labels)
     if len(labels) != len(score_lists):
         raise ValueError(f"labels has {len(labels)} entries but score_lists has {len(score_lists)} items; give one label per item.")
-    grid = np.geomspace(0.05, 50, 400) if temperatures is None else _as_items(temperatures, "temperatures")
+    grid = np.geomspace(0.05, 50, 400) if temperatures is None else _as_items(temperatures, "temperatures", "temperature")
     if (grid <= 0).any():
         raise ValueError("temperatures must all be positive; T = 0 would divide by zero.")
-    scores = [_as_items(s, "score_lists") for s in score_lists]
+    scores = [_as_items(s, f"score_lists[{i}]", "option") for i, s in enumerate(score_lists)]
+    for i, s in enumerate(scores):
+        if s.ndim != 1:
+            raise ValueError(f"score_lists[{i}] has shape {tuple(s.shape)}; give one score per option of the item (a 1-D array).")
     for i, (label, s) in enumerate(zip(labels, scores)):
         if isinstance(label, bool) or not isinstance(label, (int, np.integer)) or not 0 <= label < len(s):
             raise ValueError(f"labels[{i}] is {label!r}; it must index one of the item's {len(s)} options.")
@@ -209,7 +214,7 @@ def sample_groups(model, tokenizer, prompts: Sequence[str], n_samples: int, max_
     """
     import torch
 
-    from ..lm.rollout import sample_rollout
+    from ..lm.rollout import _kept, sample_rollout
 
     if isinstance(prompts, str) or not prompts:
         raise ValueError("prompts should be a non-empty list of strings, each sampled n_samples times.")
@@ -224,8 +229,8 @@ def sample_groups(model, tokenizer, prompts: Sequence[str], n_samples: int, max_
         rollout = sample_rollout(model, tokenizer, rows[start:start + batch_size], max_new_tokens, temperature=temperature,
                                  generator=generator)
         texts += rollout.texts(tokenizer)
-        kept = zip(rollout.response_ids.tolist(), rollout.response_mask[:, rollout.prompt_len:].tolist())
-        token_ids += [[t for t, keep in zip(ids, mask) if keep and t != tokenizer.eos_token_id] for ids, mask in kept]
+        responses = zip(rollout.response_ids.tolist(), rollout.response_mask[:, rollout.prompt_len:].tolist())  # (rows, new) each
+        token_ids += [_kept(ids, mask, rollout.eos_token_id) for ids, mask in responses]  # the tokens Rollout.texts decodes
     groups = range(0, len(rows), n_samples)
     return {"token_ids": [token_ids[i:i + n_samples] for i in groups], "texts": [texts[i:i + n_samples] for i in groups]}
 
@@ -242,6 +247,9 @@ def ngram_set(tokens: Sequence, n: int = 2) -> set[tuple]:
     """The set of n-grams (tuples of n consecutive tokens) of one sequence; empty if it is shorter than n."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n is {n!r}; an n-gram needs n of at least 1.")
+    if isinstance(tokens, (str, bytes)):
+        raise ValueError(f"tokens is the string {tokens[:30]!r}; give a list of tokens (token ids, or text.split() for words), "
+                         "not a text, whose n-grams would be characters.")
     tokens = list(tokens)
     return {tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)}
 
@@ -261,6 +269,10 @@ def self_similarity(token_lists: Sequence[Sequence], n: int = 2) -> float:
     """
     if isinstance(token_lists, (str, bytes)) or not hasattr(token_lists, "__len__") or len(token_lists) < 2:
         raise ValueError("token_lists should hold at least two samples of one prompt; self-similarity compares pairs.")
+    texts = [i for i, tokens in enumerate(token_lists) if isinstance(tokens, (str, bytes))]
+    if texts:
+        raise ValueError(f"token_lists[{texts[0]}] is a string; give each sample as a list of tokens (token ids, or "
+                         "text.split() for words), not as text, whose n-grams would be characters.")
     sets = [ngram_set(tokens, n) for tokens in token_lists]
     pairs = [len(a & b) / len(a | b) if a | b else 1.0 for a, b in itertools.combinations(sets, 2)]
     return float(np.mean(pairs))

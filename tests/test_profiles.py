@@ -183,3 +183,14 @@ def test_tiny_profile_computes_on_one_thread_unless_told(monkeypatch):
         assert profiles.use_tiny_threads() == 3, "the full profile keeps torch's default"
     finally:
         torch.set_num_threads(saved)
+
+
+def test_inference_dtype_is_float32_on_the_cpu_and_never_float16():
+    import torch
+
+    from rl4lm.profiles import inference_dtype
+
+    assert inference_dtype("cpu") is torch.float32
+    assert inference_dtype(torch.device("cpu")) is torch.float32
+    if torch.cuda.is_available():  # bfloat16 where the GPU has the units, else float32: float16 overflows bfloat16-trained models
+        assert inference_dtype("cuda") in {torch.bfloat16, torch.float32}

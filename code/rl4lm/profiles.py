@@ -187,6 +187,20 @@ def load_model(name: str = "lm", head: str | None = None, **kwargs):
     return model.eval()
 
 
+def inference_dtype(device):
+    """The dtype to load a model in for inference on ``device``: bfloat16 (Kalamkar et al., 2019) where the GPU computes in it.
+
+    A GPU without bfloat16 units (Colab's T4) gets float32, not float16: models trained in bfloat16, such as OLMo 2, can
+    overflow float16's range in their activations; a 1B model in float32 (about 6 GB) still fits a T4 when the pages load
+    one model at a time. The CPU gets float32.
+    """
+    import torch
+
+    if str(device).startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False):
+        return torch.bfloat16
+    return torch.float32
+
+
 def _course_splits(data, role: roles.Role):
     """Rename hub splits to the course's names (e.g. SQuAD's 'validation' is the course's 'test')."""
     import datasets

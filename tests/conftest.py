@@ -30,3 +30,9 @@ def built_site() -> Path:
         tail = "\n".join(log.read_text().splitlines()[-60:])
         pytest.fail(f"{result.summary()}\nlast lines of {log}:\n{tail}", pytrace=False)
     return result.html
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Run tests/test_assets.py first: in a fresh clone its first test watches the first tiny build, which any other
+    test that loads a model would otherwise start (and then that test is skipped)."""
+    items.sort(key=lambda item: item.path.name != "test_assets.py")  # stable: every other order is kept

@@ -22,25 +22,22 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .arrays import float64_array
+
 if TYPE_CHECKING:
     import torch
 
 
 def _as_items(values, name: str, unit: str = "item") -> np.ndarray:
     """A float64 copy of a list, numpy array or torch tensor with one entry (or row) per ``unit``, or a one-sentence ValueError."""
-    if hasattr(values, "detach"):
-        values = values.detach().cpu().double().numpy()
-    try:
-        array = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} should be a list or array of numbers, one per {unit}, not {type(values).__name__}.") from None
+    array = float64_array(values, name, f"a list or array of numbers, one per {unit}")
     if array.ndim == 0:
         raise ValueError(f"{name} is a single number; give one value per {unit} (a 1-D array).")
     if len(array) == 0:
         raise ValueError(f"{name} is empty; give at least one {unit}.")
     if not np.isfinite(array).all():
         raise ValueError(f"{name} holds NaN or inf; give finite values.")
-    return array.copy()
+    return array
 
 
 def _check_bootstrap_settings(n_resamples: int, confidence: float) -> None:

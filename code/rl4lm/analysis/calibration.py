@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from .arrays import float64_array
+
 
 def as_vector(values, name: str) -> np.ndarray:
     """A 1-D float64 copy of a list, numpy array or torch tensor, or a one-sentence ValueError naming ``name``."""
-    if hasattr(values, "detach"):
-        values = values.detach().cpu().double().numpy()
-    try:
-        array = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} should be a list or array of numbers, not {type(values).__name__}.") from None
+    array = float64_array(values, name, "a list or array of numbers")
     if array.ndim != 1:
         raise ValueError(f"{name} has shape {tuple(array.shape)}; give one number per sample (a 1-D array).")
-    return array.copy()
+    return array
 
 
 def _check_inputs(confidences, correct, n_bins: int) -> tuple[np.ndarray, np.ndarray]:

@@ -11,21 +11,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from .arrays import float64_array
+
 
 def _as_matrix(values, name: str) -> np.ndarray:
     """A 2-D float64 copy of a numpy array or torch tensor, or a one-sentence ValueError naming ``name``."""
-    if hasattr(values, "detach"):
-        values = values.detach().cpu().double().numpy()
-    try:
-        array = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} should be a 2-D array of numbers (inputs x features), not {type(values).__name__}.") from None
+    array = float64_array(values, name, "a 2-D array of numbers (inputs x features)")
     if array.ndim != 2:
         raise ValueError(f"{name} has shape {tuple(array.shape)}; give a 2-D array with one row per input and one column per "
                          "feature.")
     if not np.isfinite(array).all():
         raise ValueError(f"{name} holds NaN or inf; give finite representations.")
-    return array.copy()
+    return array
 
 
 def centre_columns(x: np.ndarray) -> np.ndarray:

@@ -33,7 +33,7 @@ import torch
 
 from .analysis.probes import continuation_logprobs
 from .lm.rollout import _accepts_logits_to_keep, rollout_from_ids
-from .lm.scoring import SEPARATOR, _check_normalize, _check_options, _position_limit, score_options
+from .lm.scoring import SEPARATOR, _check_normalize, _check_options, left_truncated, score_options
 
 __all__ = ["ARITHMETIC_QUESTIONS", "CALCULATOR", "CONTENT_FREE_INPUTS", "FINISH", "AgentStep", "AgentTranscript", "Tool",
            "answer_matches", "answer_order_effect", "arithmetic_actions", "assistant_prompt", "calculate", "calculator_tool",
@@ -348,11 +348,8 @@ def greedy_continuation(model, tokenizer, text: str, max_new_tokens: int) -> str
     if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise ValueError(f"max_new_tokens should be a whole number of at least 1, got {max_new_tokens!r}.")
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    limit = _position_limit(model)
-    if limit is not None:
-        if max_new_tokens >= limit:
-            raise ValueError(f"max_new_tokens = {max_new_tokens} leaves no room for the text in the model's {limit} positions.")
-        ids = ids[-(limit - max_new_tokens):]
+    ids = left_truncated(model, ids, max_new_tokens,
+                         f"max_new_tokens = {max_new_tokens} leaves no room for the text in the model's {{limit}} positions.")
     device = next(model.parameters()).device
     input_ids = torch.tensor([ids], dtype=torch.long, device=device)  # (1, prompt_len)
 
@@ -382,11 +379,8 @@ def shared_context_scores(model, tokenizer, context: str, options: Sequence[str]
     context_ids = tokenizer(context, add_special_tokens=False)["input_ids"]
     if not context_ids:
         raise ValueError("context is empty; give the text that the options continue.")
-    limit = _position_limit(model)
-    if limit is not None:
-        if longest >= limit:
-            raise ValueError(f"options has an option of {longest} tokens; the model sees at most {limit} tokens in all.")
-        context_ids = context_ids[-(limit - longest):]
+    context_ids = left_truncated(model, context_ids, longest,
+                                 f"options has an option of {longest} tokens; the model sees at most {{limit}} tokens in all.")
     device = next(model.parameters()).device
     extra = {"logits_to_keep": 1} if _accepts_logits_to_keep(model) else {}
     out = model(input_ids=torch.tensor([context_ids], device=device), use_cache=True, **extra)

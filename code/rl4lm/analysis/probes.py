@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from ..lm.logprobs import token_log_probs
-from ..lm.scoring import SEPARATOR, _context_ids, _position_limit, wilson_interval
+from ..lm.scoring import SEPARATOR, _context_ids, left_truncated, wilson_interval
 from .behaviour import bootstrap_interval
 from .calibration import as_vector
 
@@ -83,16 +83,13 @@ def continuation_logprobs(model, tokenizer, contexts: Sequence[str], continuatio
             raise ValueError(f"continuations[{i}] starts with a space; write it without one, a space is put before it.")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size is {batch_size!r}; it must be a positive whole number.")
-    limit = _position_limit(model)
     context_ids = {context: _context_ids(tokenizer, context) for context in dict.fromkeys(contexts)}
     continuation_ids = {c: tokenizer(SEPARATOR + c, add_special_tokens=False)["input_ids"] for c in dict.fromkeys(continuations)}
     rows = []  # (context ids, continuation ids) per row
     for context, continuation in zip(contexts, continuations):
-        cont, ctx = continuation_ids[continuation], context_ids[context]
-        if limit is not None:
-            if len(cont) >= limit:
-                raise ValueError(f"continuations has a row of {len(cont)} tokens; the model sees at most {limit} tokens in all.")
-            ctx = ctx[-(limit - len(cont)):]
+        cont = continuation_ids[continuation]
+        ctx = left_truncated(model, context_ids[context], len(cont),
+                             f"continuations has a row of {len(cont)} tokens; the model sees at most {{limit}} tokens in all.")
         rows.append((ctx, cont))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0  # any valid id: padding is never scored
     device = next(model.parameters()).device

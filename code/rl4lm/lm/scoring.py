@@ -65,6 +65,20 @@ def _position_limit(model) -> int | None:
     return getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
 
 
+def left_truncated(model, context_ids: list[int], reserved: int, too_long: str) -> list[int]:
+    """The last context ids that fit the model's positions next to ``reserved`` more tokens (left truncation, see the module).
+
+    ``too_long``: the one-sentence ValueError raised when the ``reserved`` tokens alone fill every position; ``{limit}``
+    in it becomes the model's number of positions. A model whose config names no limit keeps every id.
+    """
+    limit = _position_limit(model)
+    if limit is None:
+        return context_ids
+    if reserved >= limit:
+        raise ValueError(too_long.replace("{limit}", str(limit)))
+    return context_ids[-(limit - reserved):]
+
+
 def option_logprobs(model, tokenizer, context: str, options: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """log P(option | context) = sum over the option's tokens of log P(w_t | context, w_<t), for each option.
 
@@ -78,11 +92,8 @@ def option_logprobs(model, tokenizer, context: str, options: list[str]) -> tuple
     context_ids = _context_ids(tokenizer, context)
     option_ids = [tokenizer(SEPARATOR + option, add_special_tokens=False)["input_ids"] for option in options]
     longest = max(len(ids) for ids in option_ids)
-    limit = _position_limit(model)
-    if limit is not None:
-        if longest >= limit:
-            raise ValueError(f"options has an option of {longest} tokens; the model sees at most {limit} tokens in all.")
-        context_ids = context_ids[-(limit - longest):]
+    context_ids = left_truncated(model, context_ids, longest,
+                                 f"options has an option of {longest} tokens; the model sees at most {{limit}} tokens in all.")
     lengths = [len(context_ids) + len(ids) for ids in option_ids]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0  # any valid id: padding is never scored
     device = next(model.parameters()).device

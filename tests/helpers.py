@@ -76,6 +76,18 @@ def run_script(path, *args: str, timeout: int = 300, check: bool = True) -> subp
     return out
 
 
+def lecture_refusal(script: str, *args: str, env: dict | None = None) -> str:
+    """Run a lecture script (code/lectures) that must refuse its arguments; return its one-line error on stderr.
+
+    Fails unless the exit status is non-zero and stderr is exactly one line with no traceback.
+    """
+    out = run_script(f"code/lectures/{script}", *args, check=False) if env is None else subprocess.run(
+        [sys.executable, str(ROOT / "code" / "lectures" / script), *args], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0, out.stdout[-500:]
+    assert "Traceback" not in out.stderr and out.stderr.count("\n") == 1, out.stderr
+    return out.stderr
+
+
 def student_copy(reference):
     """The course's reference as a student would hand it in: its source run again as a notebook cell (module __main__).
 

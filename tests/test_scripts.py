@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
 from helpers import ROOT, run_script
+from helpers import lecture_refusal as refused
 
 
 def run(script: str, *args: str) -> str:
@@ -43,15 +42,6 @@ def test_every_option_of_a_lecture_script_has_a_help_text(script, monkeypatch):
     options = [action for action in importlib.import_module(script[:-3]).parser()._actions if action.option_strings != ["-h", "--help"]]
     assert options and all(len(action.help or "") > 20 for action in options), [a.dest for a in options if not a.help]
     assert "--prompt" in run(script, "--help")
-
-
-def refused(script: str, *args: str, env: dict | None = None) -> str:
-    """Run a lecture script that must refuse its arguments; return its one-line error."""
-    out = run_script(f"code/lectures/{script}", *args, check=False) if env is None else subprocess.run(
-        [sys.executable, str(ROOT / "code" / "lectures" / script), *args], env=env, capture_output=True, text=True, timeout=300)
-    assert out.returncode != 0, out.stdout[-500:]
-    assert "Traceback" not in out.stderr and out.stderr.count("\n") == 1, out.stderr
-    return out.stderr
 
 
 NEXT_TOKEN_REFUSALS = {

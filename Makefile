@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 endif
 export PYTHONUNBUFFERED := 1
 
-.PHONY: book test lint bench homework tiny clean install
+.PHONY: book test lint bench homework slides tiny clean install
 
 install: $(STAMP)
 
@@ -51,6 +51,10 @@ bench: tiny
 ## homework: regenerate the student notebooks from homework/solutions/*.md
 homework: $(STAMP)
 	$(BIN)/python -m rl4lm_book.assignments generate
+
+## slides: redraw the slides' figures that the course code computes (slides/figures/*.svg, tiny profile); hand-drawn ones stay
+slides: tiny
+	$(BIN)/python -m rl4lm_book.slide_figures
 
 clean:
 	rm -rf _build

@@ -114,3 +114,53 @@ def test_every_bibliography_entry_is_cited():
     assert len(keys) == len(set(keys)), "a bibtex key is defined twice"
     uncited = [key for key in keys if key not in pages]
     assert not uncited, f"uncited entries in references.bib: {uncited}"
+
+
+GLUE_SPAN = re.compile(r'<span data-glue="([^":]+):([^":]+)(?::([^"]*))?">([^<]*)</span>')
+
+
+def glued_text(glue_dir: Path, page: str, name: str, spec: str) -> str | None:
+    """What a page glued as ``name``, formatted with ``spec`` as a slide shows it; None if the page glued no such name."""
+    import ast
+    import json
+
+    files = sorted(glue_dir.rglob(f"{page}.glue.json"))
+    entry = json.loads(files[0].read_text(encoding="utf-8")).get(name) if files else None
+    if entry is None:
+        return None
+    text = entry["data"]["text/plain"]
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        value = text
+    return format(value, spec or "")
+
+
+def slide_glue_mismatches(deck_text: str, glue_dir: Path) -> list[str]:
+    """The data-glue spans of a deck whose text is not what the executed page glued (a typographic minus counts as '-')."""
+    wrong = []
+    for page, name, spec, shown in GLUE_SPAN.findall(deck_text):
+        expected = glued_text(glue_dir, page, name, spec)
+        if expected is None:
+            wrong.append(f"{page}:{name} is not glued by sessions/{page}.md")
+        elif shown.replace("\u2212", "-").strip() != expected:
+            wrong.append(f"{page}:{name} shows {shown!r}, the page computes {expected!r}")
+    return wrong
+
+
+@pytest.mark.parametrize("deck", sorted((ROOT / "slides").glob("[0-9][0-9]-*.html")), ids=lambda p: p.name)
+def test_every_number_a_slide_takes_from_a_page_is_what_the_page_computes(built_site, deck):
+    """Slides quote computed numbers in <span data-glue="page:name:spec">; each must equal the executed page's glue value."""
+    text = deck.read_text(encoding="utf-8")
+    assert text.count("data-glue=") == len(GLUE_SPAN.findall(text)), f"{deck.name}: a data-glue span is malformed"
+    wrong = slide_glue_mismatches(text, built_site.parent / "jupyter_execute")
+    assert not wrong, f"{deck.name}: " + "; ".join(wrong)
+
+
+def test_the_slide_glue_check_rejects_a_stale_and_an_unknown_number(tmp_path):
+    (tmp_path / "sessions").mkdir()
+    (tmp_path / "sessions" / "99-page.glue.json").write_text('{"acc": {"data": {"text/plain": "0.8125"}}, "n": {"data": {"text/plain": "450"}}}')
+    deck = ('<span data-glue="99-page:acc:.2f">0.81</span> <span data-glue="99-page:acc:.1%">81.2%</span> <span data-glue="99-page:n">450</span>'
+            '<span data-glue="99-page:acc:.2f">0.79</span><span data-glue="99-page:gone:.2f">0.5</span>')
+    assert slide_glue_mismatches(deck, tmp_path) == ["99-page:acc shows '0.79', the page computes '0.81'",
+                                                     "99-page:gone is not glued by sessions/99-page.md"]

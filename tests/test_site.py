@@ -128,7 +128,7 @@ def glued_text(glue_dir: Path, page: str, name: str, spec: str) -> str | None:
     entry = json.loads(files[0].read_text(encoding="utf-8")).get(name) if files else None
     if entry is None:
         return None
-    text = entry["data"]["text/plain"]
+    text = re.sub(r"^np\.\w+\((.*)\)$", r"\1", entry["data"]["text/plain"])  # np.float64(0.5) -> 0.5
     try:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
@@ -159,7 +159,8 @@ def test_every_number_a_slide_takes_from_a_page_is_what_the_page_computes(built_
 
 def test_the_slide_glue_check_rejects_a_stale_and_an_unknown_number(tmp_path):
     (tmp_path / "sessions").mkdir()
-    (tmp_path / "sessions" / "99-page.glue.json").write_text('{"acc": {"data": {"text/plain": "0.8125"}}, "n": {"data": {"text/plain": "450"}}}')
+    glue = '{"acc": {"data": {"text/plain": "np.float64(0.8125)"}}, "n": {"data": {"text/plain": "450"}}}'
+    (tmp_path / "sessions" / "99-page.glue.json").write_text(glue)
     deck = ('<span data-glue="99-page:acc:.2f">0.81</span> <span data-glue="99-page:acc:.1%">81.2%</span> <span data-glue="99-page:n">450</span>'
             '<span data-glue="99-page:acc:.2f">0.79</span><span data-glue="99-page:gone:.2f">0.5</span>')
     assert slide_glue_mismatches(deck, tmp_path) == ["99-page:acc shows '0.79', the page computes '0.81'",

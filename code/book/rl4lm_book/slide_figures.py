@@ -169,7 +169,7 @@ def cka_heatmap() -> plt.Figure:
     """Linear CKA between every layer of the base and of the RL stage on the same reviews (Kornblith et al., 2019)."""
     from rl4lm.analysis.representations import cka_matrix, layer_states
 
-    texts = list(profiles.load_dataset("reviews", split="test").shuffle(seed=0).select(range(300))["text"])
+    texts = list(profiles.load_dataset("reviews", split="test").shuffle(seed=0).select(range(600))["text"])  # the 600 reviews of Session 7 in tiny
     tokenizer = profiles.load_tokenizer("pipeline_base")
     states = {}
     for role in ("pipeline_base", "pipeline_rl"):

@@ -50,7 +50,8 @@ def ppo_clip() -> plt.Figure:
         for edge in (1 - eps, 1 + eps):
             ax.axvline(edge, color="grey", lw=0.8, ls=":")
         ax.axvline(1.0, color="black", lw=0.8)
-        plots.label(ax, f"A {'>' if advantage > 0 else '<'} 0: no gain beyond ρ = {1 + eps if advantage > 0 else 1 - eps:.1f}",
+        where = f"above ρ = {1 + eps:.1f}" if advantage > 0 else f"below ρ = {1 - eps:.1f}"
+        plots.label(ax, f"A {'>' if advantage > 0 else '<'} 0: no gain {where}",
                     "ratio ρ = π_θ(a|s) / π_old(a|s)", "objective (A = ±1)", legend=True)
         ax.legend(loc="upper left" if advantage > 0 else "upper right")
     return fig

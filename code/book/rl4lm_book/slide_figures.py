@@ -52,7 +52,7 @@ def ppo_clip() -> plt.Figure:
         ax.axvline(1.0, color="black", lw=0.8)
         where = f"above ρ = {1 + eps:.1f}" if advantage > 0 else f"below ρ = {1 - eps:.1f}"
         plots.label(ax, f"A {'>' if advantage > 0 else '<'} 0: no gain {where}",
-                    "ratio ρ = π_θ(a|s) / π_old(a|s)", "objective (A = ±1)", legend=True)
+                    r"ratio $\rho = \pi_\theta(a|s)\,/\,\pi_{\mathrm{old}}(a|s)$", "objective (A = ±1)", legend=True)
         ax.legend(loc="upper left" if advantage > 0 else "upper right")
     return fig
 
@@ -64,11 +64,11 @@ def bradley_terry() -> plt.Figure:
     margins = torch.linspace(-6, 6, 241)  # (241,)
     losses = [bradley_terry_loss(m.reshape(1), torch.zeros(1))[0].item() for m in margins]
     fig, ax = slide_figure(height=3.8)
-    ax.plot(margins, torch.sigmoid(margins), lw=2.5, label="P(chosen > rejected) = σ(r_w − r_l)")
-    ax.plot(margins, losses, lw=2.5, color=plots.COLORS[1], label="loss −log σ(r_w − r_l)")
+    ax.plot(margins, torch.sigmoid(margins), lw=2.5, label=r"$P(\mathrm{chosen} \succ \mathrm{rejected}) = \sigma(r_w - r_l)$")
+    ax.plot(margins, losses, lw=2.5, color=plots.COLORS[1], label=r"loss $-\log \sigma(r_w - r_l)$")
     ax.axhline(np.log(2), color="grey", lw=0.8, ls=":")
     ax.annotate("log 2 at equal rewards", (0, np.log(2)), (1.2, 2.2), arrowprops={"arrowstyle": "->", "color": "grey"})
-    plots.label(ax, "Only the difference of the two rewards matters", "reward margin r_w − r_l", "probability / loss (nats)", legend=True)
+    plots.label(ax, "Only the difference of the two rewards matters", r"reward margin $r_w - r_l$", "probability / loss (nats)", legend=True)
     ax.set_ylim(0, 4)
     return fig
 
@@ -78,7 +78,7 @@ def dpo_weight() -> plt.Figure:
     from rl4lm.rlhf.dpo import dpo_loss
 
     margins = torch.linspace(-10, 10, 201)  # (201,) log-ratio margins [log pi/pi_ref](y_w) - [log pi/pi_ref](y_l)
-    fig, axes = slide_figure(ncols=2, height=3.8)
+    fig, axes = slide_figure(ncols=2, height=3.2)
     for beta, color in zip((0.1, 0.5, 1.0), plots.COLORS):
         m = margins.clone().requires_grad_(True)
         loss, _, _ = dpo_loss(m, torch.zeros_like(m), torch.zeros_like(m), torch.zeros_like(m), beta)
@@ -99,14 +99,14 @@ def grpo_advantages() -> plt.Figure:
               "all 8 wrong": [0] * 8}
     rewards = torch.tensor([r for group in groups.values() for r in group], dtype=torch.float32)  # (24,)
     advantages = group_advantages(rewards, group_size=8).reshape(len(groups), 8)  # (3, 8)
-    fig, axes = slide_figure(ncols=3, height=3.6, width=9.0)
+    fig, axes = slide_figure(ncols=3, height=3.0, width=9.0)
     for ax, (name, group), adv in zip(axes, groups.items(), advantages):
         colors = [plots.COLORS[2] if r else plots.COLORS[1] for r in group]
         ax.bar(range(1, 9), adv, color=colors)
         ax.axhline(0, color="black", lw=0.8)
         ax.set_ylim(-2.7, 2.7)
         ax.set_xticks(range(1, 9))
-        plots.label(ax, name, "answer i (green: reward 1)", "advantage A_i" if ax is axes[0] else "")
+        plots.label(ax, name, "answer i (green: reward 1)", r"advantage $\hat{A}_i$" if ax is axes[0] else "")
     fig.suptitle("Each group is its own baseline: the rarer outcome counts most, a uniform group not at all",
                  fontweight="bold", fontsize=12)
     return fig
@@ -115,10 +115,10 @@ def grpo_advantages() -> plt.Figure:
 def attention() -> plt.Figure:
     """Causal self-attention weights softmax(QK^T / sqrt(d) + mask) of the profile's LM on one review (Vaswani et al., 2017)."""
     tokenizer, model = profiles.load_tokenizer("lm"), profiles.load_model("lm", attn_implementation="eager")
-    ids = tokenizer(REVIEW, return_tensors="pt").input_ids  # (1, seq)
+    ids = tokenizer(tokenizer.bos_token + REVIEW, return_tensors="pt").input_ids  # (1, seq), BOS first as on the Session 1 page
     with torch.no_grad():
         weights = model(input_ids=ids, output_attentions=True).attentions  # layers x (1, heads, seq, seq)
-    tokens = [tokenizer.decode(int(t)).strip() or "␣" for t in ids[0]]
+    tokens = ["BOS", *(tokenizer.decode(int(t)).strip() or "␣" for t in ids[0, 1:])]
     fig, axes = slide_figure(ncols=2, width=9.0, height=4.4)
     for ax, (layer, head) in zip(axes, ((0, 0), (len(weights) - 1, 0))):
         grid = weights[layer][0, head].numpy()  # (seq, seq), rows sum to 1, zero above the diagonal

@@ -76,6 +76,16 @@ def run_script(path, *args: str, timeout: int = 300, check: bool = True) -> subp
     return out
 
 
+def lecture_module(script: str):
+    """The lecture script ``code/lectures/<script>`` imported as a module under its own name (its ``main`` is not run)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(script.removesuffix(".py"), ROOT / "code" / "lectures" / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def lecture_refusal(script: str, *args: str, env: dict | None = None) -> str:
     """Run a lecture script (code/lectures) that must refuse its arguments; return its one-line error on stderr.
 

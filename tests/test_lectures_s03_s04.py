@@ -7,32 +7,22 @@ their options before they import torch, so a refusal takes a fraction of a secon
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
-import os
 import re
 
 import pytest
 
-from helpers import ROOT, run_script
+from helpers import lecture_module, run_script
 from helpers import lecture_refusal as refused
 
 SCRIPTS = ("s03_generations.py", "s03_ppo_cartpole.py", "s04_reward_scores.py")
-
-
-def script(name: str):
-    """The lecture script ``code/lectures/<name>`` imported as a module (its ``main`` is not run)."""
-    spec = importlib.util.spec_from_file_location(name[:-3], ROOT / "code" / "lectures" / name)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def printed(name: str, *args: str) -> str:
     """What ``main(args)`` of a lecture script prints, run in this process."""
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        script(name).main(list(args))
+        lecture_module(name).main(list(args))
     return out.getvalue()
 
 
@@ -42,24 +32,6 @@ def run(name: str, *args: str) -> str:
 
 
 # --- every script: help texts, unknown profile ------------------------------------------------------------------------
-
-@pytest.mark.parametrize("name", SCRIPTS)
-def test_every_option_has_a_help_text_and_appears_in_help(name):
-    options = [action for action in script(name).parser()._actions if action.option_strings != ["-h", "--help"]]
-    assert options and all(len(action.help or "") > 20 for action in options), [a.dest for a in options if len(a.help or "") <= 20]
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as exit_status:
-        script(name).main(["--help"])
-    assert exit_status.value.code == 0
-    for action in options:
-        assert all(flag in out.getvalue() for flag in action.option_strings), action.option_strings
-
-
-@pytest.mark.parametrize("name", SCRIPTS)
-def test_a_script_explains_an_unknown_profile_in_one_line(name):
-    env = dict(os.environ, RL4LM_PROFILE="huge")
-    assert "Unknown profile 'huge'" in refused(name, env=env)
-
 
 # --- s03_generations: base vs SFT, both log-likelihoods of every answer -----------------------------------------------
 
@@ -139,7 +111,7 @@ def test_generations_refuse_a_bad_value_in_one_line(case):
 def test_generations_refuse_a_prompt_beyond_the_context(capsys):
     """Checked after a model is loaded, so in this process (a subprocess would load torch for one line)."""
     with pytest.raises(SystemExit) as exit_status:
-        script("s03_generations.py").main(["--prompt", "a " * 240, "--new-tokens", "30"])
+        lecture_module("s03_generations.py").main(["--prompt", "a " * 240, "--new-tokens", "30"])
     error = capsys.readouterr().err
     assert exit_status.value.code == 2 and error.count("\n") == 1
     assert "which with --new-tokens 30 exceeds its context of 256 tokens" in error
@@ -310,7 +282,7 @@ def test_reward_scores_refuse_a_bad_value_in_one_line(case):
 def test_reward_scores_refuse_more_pairs_than_the_data_has(capsys):
     """Checked once the preference data is loaded, before any model: in this process, like the context check."""
     with pytest.raises(SystemExit) as exit_status:
-        script("s04_reward_scores.py").main(["--rm-pairs", "3001"])
+        lecture_module("s04_reward_scores.py").main(["--rm-pairs", "3001"])
     error = capsys.readouterr().err
     assert exit_status.value.code == 2 and error.count("\n") == 1
     assert "--rm-pairs 3001 is more than the 3000 training pairs of the preferences data; use 3000 or less" in error
@@ -319,7 +291,7 @@ def test_reward_scores_refuse_more_pairs_than_the_data_has(capsys):
 def test_reward_scores_refuse_a_prompt_beyond_the_context(capsys):
     """Checked after the LM is loaded, so in this process (a subprocess would load torch for one line)."""
     with pytest.raises(SystemExit) as exit_status:
-        script("s04_reward_scores.py").main(["--prompt", "a " * 240, "--new-tokens", "30"])
+        lecture_module("s04_reward_scores.py").main(["--prompt", "a " * 240, "--new-tokens", "30"])
     error = capsys.readouterr().err
     assert exit_status.value.code == 2 and error.count("\n") == 1
     assert "which with --new-tokens 30 exceeds the model's context of 256 tokens; use --new-tokens 15 or less" in error

@@ -6,53 +6,26 @@ most are decided before torch is imported, and the two that need the data set's 
 """
 from __future__ import annotations
 
-import importlib.util
 import math
-import os
 import re
 
 import pytest
 
-from helpers import ROOT, run_script
+from helpers import lecture_module, run_script
 from helpers import lecture_refusal as refused
 
 SCRIPTS = ("s06_compare_models.py", "s07_cka.py")
 STAGES = ("pipeline_base", "pipeline_sft", "pipeline_dpo", "pipeline_rl")
 
 
-def script(name: str):
-    """The lecture script ``code/lectures/<name>`` imported as a module (its ``main`` is not run)."""
-    spec = importlib.util.spec_from_file_location(name[:-3], ROOT / "code" / "lectures" / name)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def printed(capsys, name: str, *args: str) -> str:
     """What ``main(args)`` of a lecture script prints, run in this process."""
     capsys.readouterr()  # drop anything printed before
-    script(name).main(list(args))
+    lecture_module(name).main(list(args))
     return capsys.readouterr().out
 
 
 # --- both scripts: help texts, unknown profile ------------------------------------------------------------------------
-
-@pytest.mark.parametrize("name", SCRIPTS)
-def test_every_option_has_a_help_text_and_appears_in_help(name, capsys):
-    options = [action for action in script(name).parser()._actions if action.option_strings != ["-h", "--help"]]
-    assert options and all(len(action.help or "") > 20 for action in options), [a.dest for a in options if len(a.help or "") <= 20]
-    with pytest.raises(SystemExit) as exit_status:
-        script(name).main(["--help"])
-    assert exit_status.value.code == 0
-    help_text = capsys.readouterr().out
-    for action in options:
-        assert all(flag in help_text for flag in action.option_strings), action.option_strings
-
-
-@pytest.mark.parametrize("name", SCRIPTS)
-def test_a_script_explains_an_unknown_profile_in_one_line(name):
-    assert "Unknown profile 'huge'" in refused(name, env=dict(os.environ, RL4LM_PROFILE="huge"))
-
 
 # --- s06_compare_models: one row per stage, numbers in range, a paired difference -------------------------------------
 
@@ -166,7 +139,7 @@ def test_cka_grid_and_diagonal_are_in_range_and_the_heatmap_is_a_png(tmp_path, c
 def test_the_pooling_choices_are_the_package_s():
     from rl4lm.analysis.representations import POOLINGS
 
-    assert script("s07_cka.py").POOLINGS == POOLINGS, "the script lists them without importing torch; keep them equal"
+    assert lecture_module("s07_cka.py").POOLINGS == POOLINGS, "the script lists them without importing torch; keep them equal"
 
 
 def test_a_stage_against_itself_has_one_on_the_diagonal(capsys):

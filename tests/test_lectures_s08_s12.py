@@ -7,32 +7,22 @@ the scripts check their options before they import torch, so most refusals take 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
-import os
 import re
 
 import pytest
 
-from helpers import ROOT, run_script
+from helpers import lecture_module, run_script
 from helpers import lecture_refusal as refused
 
 SCRIPTS = ("s08_dpo_grpo_steps.py", "s12_agent_loop.py")
-
-
-def script(name: str):
-    """The lecture script ``code/lectures/<name>`` imported as a module (its ``main`` is not run)."""
-    spec = importlib.util.spec_from_file_location(name[:-3], ROOT / "code" / "lectures" / name)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def printed(name: str, *args: str) -> str:
     """What ``main(args)`` of a lecture script prints, run in this process."""
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        script(name).main(list(args))
+        lecture_module(name).main(list(args))
     return out.getvalue()
 
 
@@ -42,24 +32,6 @@ def run(name: str, *args: str) -> str:
 
 
 # --- both scripts: help texts, unknown profile ------------------------------------------------------------------------
-
-@pytest.mark.parametrize("name", SCRIPTS)
-def test_every_option_has_a_help_text_and_appears_in_help(name):
-    options = [action for action in script(name).parser()._actions if action.option_strings != ["-h", "--help"]]
-    assert options and all(len(action.help or "") > 20 for action in options), [a.dest for a in options if len(a.help or "") <= 20]
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as exit_status:
-        script(name).main(["--help"])
-    assert exit_status.value.code == 0
-    for action in options:
-        assert all(flag in out.getvalue() for flag in action.option_strings), action.option_strings
-
-
-@pytest.mark.parametrize("name", SCRIPTS)
-def test_a_script_explains_an_unknown_profile_in_one_line(name):
-    env = dict(os.environ, RL4LM_PROFILE="huge")
-    assert "Unknown profile 'huge'" in refused(name, env=env)
-
 
 # --- s08: DPO margins rise, GRPO advantages have zero mean per group, the run repeats with its seed --------------------
 
@@ -173,7 +145,7 @@ def test_dpo_grpo_steps_refuse_a_bad_value_in_one_line(case):
 def test_grpo_refuses_completions_beyond_the_context(capsys):
     """Checked after the model is loaded, so in this process (a subprocess would load torch for one line)."""
     with pytest.raises(SystemExit) as exit_status:
-        script("s08_dpo_grpo_steps.py").main(["--method", "grpo", "--new-tokens", "256", "--steps", "1"])
+        lecture_module("s08_dpo_grpo_steps.py").main(["--method", "grpo", "--new-tokens", "256", "--steps", "1"])
     error = capsys.readouterr().err
     assert exit_status.value.code == 2 and error.count("\n") == 1
     assert "--new-tokens = 256 after a prompt of" in error and "exceeds the model's 256 positions" in error

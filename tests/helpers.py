@@ -86,6 +86,22 @@ def lecture_module(script: str):
     return module
 
 
+def lecture_printed(script: str, *args: str) -> str:
+    """What ``main(args)`` of the lecture script ``code/lectures/<script>`` prints, run in this process."""
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        lecture_module(script).main(list(args))
+    return out.getvalue()
+
+
+def lecture_output(script: str, *args: str) -> str:
+    """What the lecture script ``code/lectures/<script>`` prints when run from the command line in the tiny profile."""
+    return run_script(f"code/lectures/{script}", *args).stdout
+
+
 def lecture_refusal(script: str, *args: str, env: dict | None = None) -> str:
     """Run a lecture script (code/lectures) that must refuse its arguments; return its one-line error on stderr.
 

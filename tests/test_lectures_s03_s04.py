@@ -6,32 +6,17 @@ their options before they import torch, so a refusal takes a fraction of a secon
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import re
 
 import pytest
 
-from helpers import lecture_module, run_script
+from helpers import lecture_module
+from helpers import lecture_output as run
+from helpers import lecture_printed as printed
 from helpers import lecture_refusal as refused
 
 SCRIPTS = ("s03_generations.py", "s03_ppo_cartpole.py", "s04_reward_scores.py")
 
-
-def printed(name: str, *args: str) -> str:
-    """What ``main(args)`` of a lecture script prints, run in this process."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        lecture_module(name).main(list(args))
-    return out.getvalue()
-
-
-def run(name: str, *args: str) -> str:
-    """What the lecture script prints when run from the command line in the tiny profile."""
-    return run_script(f"code/lectures/{name}", *args).stdout
-
-
-# --- every script: help texts, unknown profile ------------------------------------------------------------------------
 
 # --- s03_generations: base vs SFT, both log-likelihoods of every answer -----------------------------------------------
 

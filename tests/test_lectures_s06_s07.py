@@ -25,8 +25,6 @@ def printed(capsys, name: str, *args: str) -> str:
     return capsys.readouterr().out
 
 
-# --- both scripts: help texts, unknown profile ------------------------------------------------------------------------
-
 # --- s06_compare_models: one row per stage, numbers in range, a paired difference -------------------------------------
 
 NUMBER = r"([-+]?\d+\.\d+)"

@@ -6,32 +6,17 @@ the scripts check their options before they import torch, so most refusals take 
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import re
 
 import pytest
 
-from helpers import lecture_module, run_script
+from helpers import lecture_module
+from helpers import lecture_output as run
+from helpers import lecture_printed as printed
 from helpers import lecture_refusal as refused
 
 SCRIPTS = ("s08_dpo_grpo_steps.py", "s12_agent_loop.py")
 
-
-def printed(name: str, *args: str) -> str:
-    """What ``main(args)`` of a lecture script prints, run in this process."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        lecture_module(name).main(list(args))
-    return out.getvalue()
-
-
-def run(name: str, *args: str) -> str:
-    """What the lecture script prints when run from the command line in the tiny profile."""
-    return run_script(f"code/lectures/{name}", *args).stdout
-
-
-# --- both scripts: help texts, unknown profile ------------------------------------------------------------------------
 
 # --- s08: DPO margins rise, GRPO advantages have zero mean per group, the run repeats with its seed --------------------
 

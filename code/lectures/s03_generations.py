@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 
 from rl4lm.assets.roles import PIPELINE_ROLES
-from rl4lm.labs import Parser, run_main
+from rl4lm.labs import Parser, run_main, start_lecture
 
 MAX_SEED = 2**63 - 1  # torch generators take 64-bit seeds
 DEFAULT_PROMPTS = [  # questions in the SFT format of rl4lm.lm.sft.qa_prompt, and a review opening to continue
@@ -155,15 +155,11 @@ def main(argv: list[str] | None = None) -> None:
     """Print each prompt's answer by each model with its log-likelihood under both models, then which model prefers whose answers."""
     cli = parser()
     args = checked_arguments(cli, argv)
+
     from rl4lm import profiles  # imported after the options are checked: --help and a refusal answer at once
-
-    profiles.describe_profile()
-    import torch
-
     from rl4lm.assets.roles import role as role_of
 
-    torch.manual_seed(args.seed)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = start_lecture(args.seed)
     base, tuned, prompts = args.base, args.tuned, args.prompt
     answers, log_p = {}, {}  # answers[author][prompt]: token ids; log_p[judge][author][prompt]: log P(answer | prompt)
 

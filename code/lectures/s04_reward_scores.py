@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import argparse
 
-from rl4lm.labs import Parser, run_main
+from rl4lm.labs import Parser, run_main, start_lecture
 
 MAX_SEED = 2**63 - 1  # torch generators take 64-bit seeds
 MAX_SAMPLES = 256
@@ -202,13 +202,10 @@ def main(argv: list[str] | None = None) -> None:
     """Print every sampled continuation with its learned reward and P(positive), highest learned reward first, and summaries."""
     cli = parser()
     args = checked_arguments(cli, argv)
+
     from rl4lm import profiles  # imported after the options are checked: --help and a refusal answer at once
 
-    profiles.describe_profile()
-    import torch
-
-    torch.manual_seed(args.seed)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = start_lecture(args.seed)
     both = args.scorer == "both"
     pairs = preference_splits(cli, args.rm_pairs, profiles.load_tokenizer("lm")) if both else None  # refuses before any model loads
     texts = sampled_continuations(cli, args, device)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 
 from rl4lm.assets.roles import PIPELINE_ROLES
-from rl4lm.labs import Parser, run_main
+from rl4lm.labs import Parser, run_main, start_lecture
 
 MAX_SEED = 2**63 - 1  # torch generators take 64-bit seeds
 ANSWER_TOKENS = 4  # tokens sampled per answer: enough for its first word
@@ -170,14 +170,10 @@ def main(argv: list[str] | None = None) -> None:
     """Print the stages' accuracy, calibration and answer entropy on the same items, then the last stage minus the first."""
     cli = parser()
     args = checked_arguments(cli, argv)
-    from rl4lm import profiles  # imported after the options are checked: --help and a refusal answer at once
 
-    profiles.describe_profile()
     import numpy as np
-    import torch
 
-    torch.manual_seed(args.seed)  # the only seed: the samples and the bootstrap draw from generators seeded with it
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = start_lecture(args.seed)  # the only seed: the samples and the bootstrap draw from generators seeded with it
     items, questions = chosen_items(cli, args.items, args.questions)
     item_task = np.array(items["task"])
     tasks = list(dict.fromkeys(items["task"]))

@@ -23,7 +23,7 @@ import argparse
 from pathlib import Path
 
 from rl4lm.assets.roles import PIPELINE_ROLES
-from rl4lm.labs import Parser, run_main
+from rl4lm.labs import Parser, run_main, start_lecture
 
 MAX_SEED = 2**63 - 1  # numpy generators take any non-negative integer; torch's 64 bits set the limit used everywhere
 POOLINGS = ("mean", "last")  # as rl4lm.analysis.representations.POOLINGS, without importing torch before the checks
@@ -153,15 +153,11 @@ def main(argv: list[str] | None = None) -> None:
     """Print the CKA matrix of two stages, its diagonal with the debiased value and the shuffled-input baseline; save a heatmap."""
     cli = parser()
     args = checked_arguments(cli, argv)
-    from rl4lm import profiles  # imported after the options are checked: --help and a refusal answer at once
 
-    profiles.describe_profile()
-    import torch
 
     from rl4lm.analysis.representations import cka_matrix
 
-    torch.manual_seed(args.seed)  # the only seed: the texts drawn and the shuffled baseline use it too
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = start_lecture(args.seed)  # the only seed: the texts drawn and the shuffled baseline use it too
     stage_a, stage_b = args.stages
     texts = held_out_reviews(cli, args.texts, args.seed)
     states_a = pooled_states(stage_a, texts, args.pooling, args.max_length, device)

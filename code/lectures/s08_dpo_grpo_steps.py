@@ -39,7 +39,7 @@ from __future__ import annotations
 import argparse
 
 from rl4lm.assets.roles import PIPELINE_ROLES
-from rl4lm.labs import Parser, run_main
+from rl4lm.labs import Parser, run_main, start_lecture
 
 MAX_SEED = 2**63 - 1  # torch generators take 64-bit seeds
 MAX_PAIRS, MAX_PROMPTS, MAX_GROUP, MAX_STEPS, MAX_NEW_TOKENS = 64, 16, 32, 200, 256
@@ -226,13 +226,9 @@ def main(argv: list[str] | None = None) -> None:
     """Run the DPO steps, the GRPO steps, or both, printing every number a lecture points at."""
     cli = parser()
     args = checked_arguments(cli, argv)
-    from rl4lm import profiles  # imported after the options are checked: --help and a refusal answer at once
 
-    profiles.describe_profile()
-    import torch
 
-    torch.manual_seed(args.seed)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = start_lecture(args.seed)
     try:
         if args.method in ("dpo", "both"):
             dpo_steps(args, device)

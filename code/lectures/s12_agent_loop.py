@@ -30,7 +30,7 @@ from __future__ import annotations
 import argparse
 
 from rl4lm.assets.roles import PIPELINE_ROLES
-from rl4lm.labs import Parser, run_main
+from rl4lm.labs import Parser, run_main, start_lecture
 
 MAX_SEED = 2**63 - 1  # torch generators take 64-bit seeds
 MAX_STEPS = 20
@@ -132,15 +132,11 @@ def main(argv: list[str] | None = None) -> None:
         except ValueError as error:  # the calculator's own sentence, as the agent would read it in an Error: observation
             cli.error(f"the calculator refuses --calculate {args.calculate!r}: {str(error).rstrip('.')}")
         return
+
     from rl4lm import profiles  # imported after the options are checked: --help and a refusal answer at once
-
-    profiles.describe_profile()
-    import torch
-
     from rl4lm.agents import arithmetic_actions, react_loop
 
-    torch.manual_seed(args.seed)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = start_lecture(args.seed)
     tokenizer = profiles.load_tokenizer(args.model)
     model = profiles.load_model(args.model, dtype=profiles.inference_dtype(device)).to(device)
     modes = list(MODES) if args.mode == "both" else [args.mode]

@@ -41,6 +41,17 @@ def run_main(main) -> None:
         sys.exit(f"{Path(sys.argv[0]).name}: {error}")
 
 
+def start_lecture(seed: int) -> str:
+    """Begin a lecture script's run: print the profile, seed torch with ``seed``, return the device ("cuda" if there is a GPU)."""
+    import torch
+
+    from . import profiles
+
+    profiles.describe_profile()
+    torch.manual_seed(seed)
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def context_length(model) -> int | None:
     """How many positions the model can attend to (GPT-2: n_positions), or None if its config does not say."""
     config = model.config

@@ -93,7 +93,8 @@ COMPARISON_REFUSALS = {
     "more items than a task has": (["--items", "1000"], "--items 1000 is more than the 300 COPA items of the test split"),
     "one answer": (["--answers", "1"], "--answers must be at least 2 answers per question"),
     "no questions": (["--questions", "0"], "--questions must be at least 1, not 0"),
-    "few resamples": (["--resamples", "10"], "--resamples must be at least 100, not 10"),
+    "few resamples": (["--resamples", "10"], "--resamples must be between 100 and 100,000, not 10"),
+    "a typo of resamples": (["--resamples", "100000000"], "--resamples must be between 100 and 100,000, not 100,000,000"),
     "negative seed": (["--seed", "-1"], "--seed must be between 0 and"),
 }
 

@@ -6,7 +6,9 @@ their options before they import torch, so a refusal takes a fraction of a secon
 """
 from __future__ import annotations
 
+import contextlib
 import re
+import weakref
 
 import pytest
 
@@ -16,6 +18,29 @@ from helpers import lecture_printed as printed
 from helpers import lecture_refusal as refused
 
 SCRIPTS = ("s03_generations.py", "s03_ppo_cartpole.py", "s04_reward_scores.py")
+ALIVE_AT_LOAD: dict[str, list[int]] = {}  # script -> at each model load, how many models loaded before were still in memory
+
+
+@contextlib.contextmanager
+def counting_live_models(script: str):
+    """Record in ALIVE_AT_LOAD[script] how many earlier models are alive at each rl4lm.profiles.load_model call.
+
+    On a T4 two OLMo 2 1B models do not fit in float32: a script must drop one model before it loads the next.
+    """
+    from rl4lm import profiles
+
+    loaded, alive = [], ALIVE_AT_LOAD.setdefault(script, [])
+    original = profiles.load_model
+
+    def load_model(*args, **kwargs):
+        alive.append(sum(ref() is not None for ref in loaded))
+        model = original(*args, **kwargs)
+        loaded.append(weakref.ref(model))
+        return model
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(profiles, "load_model", load_model)
+        yield
 
 
 # --- s03_generations: base vs SFT, both log-likelihoods of every answer -----------------------------------------------
@@ -41,7 +66,8 @@ def answers_and_scores(text: str) -> list[dict]:
 @pytest.fixture(scope="module")
 def generations() -> str:
     """What the generations script prints with its defaults (greedy answers to its three prompts)."""
-    return printed("s03_generations.py")
+    with counting_live_models("s03_generations.py"):
+        return printed("s03_generations.py")
 
 
 def test_generations_scores_each_answer_under_both_models(generations):
@@ -81,7 +107,8 @@ GENERATIONS_REFUSALS = {
     "empty prompt": (["--prompt", "this comedy was", "--prompt", " "], "--prompt number 2 is empty"),
     "no new tokens": (["--new-tokens", "0"], "--new-tokens must be at least 1, not 0"),
     "temperature without sampling": (["--temperature", "0.7"], "--temperature needs --sample"),
-    "zero temperature": (["--sample", "--temperature", "0"], "--temperature must be positive, not 0.0"),
+    "zero temperature": (["--sample", "--temperature", "0"], "--temperature must be positive and finite, not 0.0"),
+    "infinite temperature": (["--sample", "--temperature", "inf"], "--temperature must be positive and finite, not inf"),
     "greedy and sample": (["--greedy", "--sample"], "argument --sample: not allowed with argument --greedy"),
     "negative seed": (["--seed", "-1"], "--seed must be between 0 and"),
 }
@@ -91,6 +118,24 @@ GENERATIONS_REFUSALS = {
 def test_generations_refuse_a_bad_value_in_one_line(case):
     args, message = GENERATIONS_REFUSALS[case]
     assert message in refused("s03_generations.py", *args)
+
+
+def test_generations_leave_out_of_the_preference_count_prompts_answered_alike(capsys):
+    """Two equal answers score equally under a judge: counting them as 'not preferred' would read as a preference."""
+    answers = {"pipeline_base": [[5, 6], [7], [8, 9]], "pipeline_sft": [[5, 6], [4], [3]]}  # prompt 1: the same tokens
+    log_p = {"pipeline_base": {"pipeline_base": [-2.0, -1.0, -1.0], "pipeline_sft": [-2.0, -3.0, -0.4]},
+             "pipeline_sft": {"pipeline_base": [-4.0, -5.0, -6.0], "pipeline_sft": [-4.0, -1.0, -2.0]}}
+    lecture_module("s03_generations.py").print_preferences("pipeline_base", "pipeline_sft", answers, log_p)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [  # per token: base prefers its own on prompt 2 (-1 > -3) but not 3 (-0.5 < -0.4); sft on both
+        "pipeline_base gives its own answer a higher log P per token than pipeline_sft's on 1 of 2 prompts "
+        "(left out: 1 prompt both models answered alike)",
+        "pipeline_sft gives its own answer a higher log P per token than pipeline_base's on 2 of 2 prompts "
+        "(left out: 1 prompt both models answered alike)"]
+    alike = {"pipeline_base": [[5, 6]], "pipeline_sft": [[5, 6]]}
+    lecture_module("s03_generations.py").print_preferences("pipeline_base", "pipeline_sft", alike, {
+        judge: {author: [-2.0] for author in alike} for judge in alike})
+    assert capsys.readouterr().out.startswith("both models answered every prompt with the same tokens: neither can prefer")
 
 
 def test_generations_refuse_a_prompt_beyond_the_context(capsys):
@@ -170,7 +215,27 @@ def without_seconds(text: str) -> str:
 @pytest.fixture(scope="module")
 def reward_table() -> str:
     """What the reward script prints with its default scorers (the reward model trained on the page's 640 pairs), 12 samples."""
-    return printed("s04_reward_scores.py", "--samples", "6", "--new-tokens", "20")
+    with counting_live_models("s04_reward_scores.py"):
+        return printed("s04_reward_scores.py", "--samples", "6", "--new-tokens", "20")
+
+
+def test_scripts_hold_one_model_at_a_time(generations, reward_table):
+    assert ALIVE_AT_LOAD["s03_generations.py"] == [0, 0, 0], "base, tuned, base again: each freed before the next loads"
+    assert ALIVE_AT_LOAD["s04_reward_scores.py"] == [0, 0, 0], "the LM, the reward model, the classifier: one at a time"
+
+
+def test_release_memory_empties_the_cuda_cache_only_on_cuda(monkeypatch):
+    import torch
+
+    from rl4lm.labs import release_memory
+
+    emptied = []
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(True))
+    release_memory("cpu")
+    assert emptied == []
+    release_memory("cuda")
+    release_memory("cuda:0")
+    assert emptied == [True, True]
 
 
 def test_reward_model_learns_the_preferences_before_scoring(reward_table):
@@ -191,8 +256,10 @@ def test_samples_show_both_scores_sorted_by_the_learned_reward(reward_table):
     assert all(0 <= p <= 1 for p in positive) and max(positive) > 0.5 > min(positive), "the samples span both sentiments"
     assert min(learned) < 0 < max(learned), "r_phi is a score in arbitrary units, not a probability"
     assert sum(s.startswith("this comedy was") for _, _, s in rows) == 6
-    for name, scores in (("r_phi", learned), (r"P\(positive\)", positive)):
-        summary = re.search(rf"^{name} over 12 samples: mean (-?\d\.\d{{4}}), min (-?\d\.\d{{4}}), max (-?\d\.\d{{4}})$", reward_table, re.M)
+    positives = sum(p > 0.5 for p in positive)
+    for name, scores, share in (("r_phi", learned, ""), (r"P\(positive\)", positive, f", above 0.5 in {positives} of 12")):
+        summary = re.search(rf"^{name} over 12 samples: mean (-?\d\.\d{{4}}), min (-?\d\.\d{{4}}), max (-?\d\.\d{{4}}){share}$",
+                            reward_table, re.M)
         assert summary, (name, reward_table)
         assert float(summary[1]) == pytest.approx(sum(scores) / 12, abs=1e-3)
         assert (float(summary[2]), float(summary[3])) == (min(scores), max(scores))
@@ -216,7 +283,17 @@ def test_rank_agreement_of_the_two_scores(reward_table):
 
 
 def test_classifier_scorer_skips_the_reward_model(monkeypatch):
+    import torch
+
     from rl4lm.rlhf import reward_model
+    from rl4lm.rlhf import rewards as reward_functions
+
+    def scored_without_gradient(*args, **kwargs):
+        assert not torch.is_grad_enabled(), "scoring keeps no activations for a backward pass (a 1B judge on a T4)"
+        return original(*args, **kwargs)
+
+    original = reward_functions.sentiment_reward
+    monkeypatch.setattr(reward_functions, "sentiment_reward", scored_without_gradient)
 
     def untouchable(*args, **kwargs):
         raise AssertionError("--scorer classifier must not build or train a reward model")
@@ -230,8 +307,9 @@ def test_classifier_scorer_skips_the_reward_model(monkeypatch):
     assert len(samples) == 12 and rewards == sorted(rewards, reverse=True), text
     assert sum(s.startswith("this comedy was") for _, s in samples) == 6 and sum(s.startswith("the new thriller is") for _, s in samples) == 6
     assert all(0 <= reward <= 1 for reward in rewards) and rewards[0] > 0.5 > rewards[-1], "the samples span both sentiments"
-    summary = re.search(r"P\(positive\) over 12 samples: mean (\d\.\d{4}), min (\d\.\d{4}), max (\d\.\d{4})", text)
+    summary = re.search(r"P\(positive\) over 12 samples: mean (\d\.\d{4}), min (\d\.\d{4}), max (\d\.\d{4}), above 0\.5 in (\d+) of 12", text)
     assert summary, text
+    assert int(summary[4]) == sum(reward > 0.5 for reward in rewards), "the count of samples the classifier calls positive"
     assert float(summary[1]) == pytest.approx(sum(rewards) / 12, abs=1e-3)
     assert (float(summary[2]), float(summary[3])) == (rewards[-1], rewards[0])
 

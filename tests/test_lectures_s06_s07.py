@@ -64,6 +64,18 @@ def test_comparison_has_a_row_per_stage_with_numbers_in_range(comparison):
         assert sum(map(float, line.split()[1:])) / 3 == pytest.approx(row["accuracy"], abs=2e-3)
 
 
+def test_comparison_counts_the_answers_each_stage_shares_with_the_one_above(comparison):
+    """Every stage samples with the same seed, so close stages draw the same answers: the line says how many."""
+    line = re.search(r"^sampled answers \(first words\) equal to the stage above's: (.*)$", comparison, re.M)
+    assert line, comparison
+    shared = {stage: (int(same), int(total)) for stage, same, total in re.findall(r"(pipeline_\w+) (\d+) of (\d+)", line[1])}
+    assert list(shared) == list(STAGES[1:]) and all(0 <= same <= total == 4 * 6 for same, total in shared.values()), line[1]
+    rows = stage_rows(comparison)
+    for above, stage in zip(STAGES, STAGES[1:]):
+        if shared[stage][0] == shared[stage][1]:  # the same answers give the same entropy and mode share
+            assert (rows[stage]["entropy"], rows[stage]["mode_share"]) == (rows[above]["entropy"], rows[above]["mode_share"])
+
+
 def test_comparison_ends_with_the_paired_difference_of_the_last_stage_and_the_first(comparison):
     assert "pipeline_rl - pipeline_base, paired bootstrap" in comparison
     rows, paired = stage_rows(comparison), paired_rows(comparison)
@@ -155,6 +167,7 @@ CKA_REFUSALS = {
     "one stage": (["--stages", "pipeline_base"], "argument --stages: expected 2 arguments"),
     "png into a missing folder": (["--png", "no/such/folder/cka.png"], "the folder no/such/folder does not exist"),
     "png without .png": (["--png", "cka.jpg"], "--png cka.jpg does not end in .png"),
+    "empty png": (["--png", ""], "--png is empty: name the heatmap's file"),
     "unknown pooling": (["--pooling", "max"], "argument --pooling: invalid choice: 'max'"),
     "short max length": (["--max-length", "1"], "--max-length must be at least 2 tokens, not 1"),
     "negative seed": (["--seed", "-3"], "--seed must be between 0 and"),
@@ -165,3 +178,25 @@ CKA_REFUSALS = {
 def test_cka_refuses_a_bad_value_in_one_line(case):
     args, message = CKA_REFUSALS[case]
     assert message in refused("s07_cka.py", *args)
+
+
+def test_cka_refuses_a_png_that_is_a_folder(tmp_path):
+    folder = tmp_path / "maps.png"
+    folder.mkdir()
+    assert f"--png {folder} is a folder: name a file inside it" in refused("s07_cka.py", "--png", str(folder))
+
+
+def test_cka_says_in_one_line_when_the_heatmap_cannot_be_saved(tmp_path, capsys, monkeypatch):
+    """A full disk (or a folder removed meanwhile) shows after minutes of states in full: one line, the grid kept."""
+    script = lecture_module("s07_cka.py")
+
+    def no_space(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(script, "save_heatmap", no_space)
+    with pytest.raises(SystemExit) as exit_status:
+        script.main(["--stages", "pipeline_sft", "pipeline_sft", "--texts", "4", "--png", str(tmp_path / "cka.png")])
+    captured = capsys.readouterr()
+    assert exit_status.value.code == 2 and captured.err.count("\n") == 1, captured.err
+    assert "the heatmap could not be saved (No space left on device); the grid above is complete" in captured.err
+    assert len(cka_grid(captured.out)) == 3, "the grid is printed before the heatmap is saved"

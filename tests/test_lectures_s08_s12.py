@@ -23,7 +23,7 @@ SCRIPTS = ("s08_dpo_grpo_steps.py", "s12_agent_loop.py")
 LOG = re.compile(r"^step +(\d+)  (.*)$")
 PAIR = re.compile(r"^ +(\d+) +([+-]\d+\.\d{3}) +([+-]\d+\.\d{3}) +([+-]\d+\.\d{3})  '")
 GROUP = re.compile(r"^group (\d+): '.*': mean reward (\d\.\d{3}), mean advantage ([+-]\d\.\d{3})")
-SAMPLE = re.compile(r"^  reward ([01])  advantage ([+-]\d+\.\d{3})  ")
+SAMPLE = re.compile(r"^  reward ([01])  sentence ends (\d+)  advantage ([+-]\d+\.\d{3})  ")
 
 
 def logged(text: str) -> list[dict[str, float]]:
@@ -42,13 +42,13 @@ def dpo_part(text: str) -> str:
 
 
 def first_groups(text: str) -> list[dict]:
-    """Step 1's groups of the GRPO section: {'mean_reward', 'mean_advantage', 'samples': [(reward, advantage)]}."""
+    """Step 1's groups of the GRPO section: {'mean_reward', 'mean_advantage', 'samples': [(reward, advantage, sentence ends)]}."""
     groups = []
     for line in text.split("\nGRPO on ")[1].split("\nloss: ")[0].splitlines():
         if match := GROUP.match(line):
             groups.append({"mean_reward": float(match[2]), "mean_advantage": float(match[3]), "samples": []})
         elif match := SAMPLE.match(line):
-            groups[-1]["samples"].append((int(match[1]), float(match[2])))
+            groups[-1]["samples"].append((int(match[1]), float(match[3]), int(match[2])))
     return groups
 
 
@@ -84,7 +84,8 @@ def test_grpo_prints_groups_whose_advantages_have_zero_mean(dpo_grpo):
     groups = first_groups(dpo_grpo)
     assert len(groups) == 2 and all(len(group["samples"]) == 8 for group in groups), dpo_grpo
     for group in groups:
-        rewards, advantages = zip(*group["samples"])
+        rewards, advantages, ends = zip(*group["samples"])
+        assert all(r == (e == 2) for r, e in zip(rewards, ends)), "reward 1 exactly for two sentence ends (the rule)"
         assert sum(advantages) / 8 == pytest.approx(0, abs=1e-3) and group["mean_advantage"] == 0
         assert group["mean_reward"] == pytest.approx(sum(rewards) / 8, abs=1e-3)
         mean = sum(rewards) / 8
@@ -112,7 +113,9 @@ DPO_GRPO_REFUSALS = {
     "no steps": (["--steps", "0"], "--steps must be between 1 and 200, not 0"),
     "no prompts": (["--prompts", "0"], "--prompts must be between 1 and 16, not 0"),
     "zero beta": (["--beta", "0"], "--beta must be positive"),
-    "negative KL weight": (["--kl-beta", "-0.1"], "--kl-beta must be 0 or more, not -0.1"),
+    "negative KL weight": (["--kl-beta", "-0.1"], "--kl-beta must be 0 or more and finite, not -0.1"),
+    "infinite KL weight": (["--kl-beta", "inf"], "--kl-beta must be 0 or more and finite, not inf"),
+    "infinite beta": (["--beta", "inf"], "--beta must be positive and finite"),
     "zero learning rate": (["--lr", "0"], "--lr must be positive and at most 1, not 0.0"),
     "no new tokens": (["--new-tokens", "0"], "--new-tokens must be between 1 and 256, not 0"),
     "negative seed": (["--seed", "-1"], "--seed must be between 0 and"),
@@ -125,6 +128,23 @@ DPO_GRPO_REFUSALS = {
 def test_dpo_grpo_steps_refuse_a_bad_value_in_one_line(case):
     args, message = DPO_GRPO_REFUSALS[case]
     assert message in refused("s08_dpo_grpo_steps.py", *args)
+
+
+def test_a_model_too_large_for_the_gpu_is_one_line(capsys, monkeypatch):
+    """An OLMo 2 1B stage with its reference and Adam's state overflows a T4: CUDA's error becomes one sentence."""
+    import torch
+
+    script = lecture_module("s08_dpo_grpo_steps.py")
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 5.53 GiB")
+
+    monkeypatch.setattr(script, "dpo_steps", out_of_memory)
+    with pytest.raises(SystemExit) as exit_status:
+        script.main(["--method", "dpo", "--model", "pipeline_sft"])
+    error = capsys.readouterr().err
+    assert exit_status.value.code == 2 and error.count("\n") == 1
+    assert "--model pipeline_sft does not fit the GPU's memory next to its frozen reference" in error
 
 
 def test_grpo_refuses_completions_beyond_the_context(capsys):
@@ -188,6 +208,9 @@ AGENT_REFUSALS = {
     "empty expression": (["--calculate", " "], "--calculate is empty"),
     "empty question": (["--question", "1", "--question", ""], "--question number 2 is empty"),
     "no such course question": (["--question", "9"], "--question 9 names no course question; they are numbered 1 to 8"),
+    "a negative question number": (["--question", "-3"], "--question -3 names no course question; they are numbered 1 to 8"),
+    "an answer that is not a number": (["--question", "What is 2 + 3?", "--answer", "nan"], "--answer must be a finite number, not nan"),
+    "the calculator and a question": (["--calculate", "2 + 3", "--question", "1"], "--calculate runs the calculator alone"),
     "answers without questions": (["--answer", "5"], "1 --answer for 3 questions: give one --answer per --question"),
     "no steps": (["--max-steps", "0"], "--max-steps must be between 1 and 20, not 0"),
     "unknown mode": (["--mode", "sampled"], "argument --mode: invalid choice: 'sampled'"),

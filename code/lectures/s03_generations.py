@@ -21,6 +21,7 @@ one, so two 1B models never share a T4's memory. A bad value (an empty prompt, t
 from __future__ import annotations
 
 import argparse
+import math
 
 from rl4lm.assets.roles import PIPELINE_ROLES
 from rl4lm.labs import Parser, run_main, start_lecture
@@ -76,19 +77,14 @@ def answer_log_likelihoods(model, tokenizer, prompts: list[str], answers: list[l
 
 def with_model(role: str, device: str, work):
     """``work(tokenizer, model)`` with the role's model loaded on ``device`` in its inference dtype, then freed (one model at a time)."""
-    import gc
-
-    import torch
-
     from rl4lm import profiles
+    from rl4lm.labs import release_memory
 
     tokenizer = profiles.load_tokenizer(role)
     model = profiles.load_model(role, dtype=profiles.inference_dtype(device)).to(device)
     result = work(tokenizer, model)
     del model
-    gc.collect()
-    if device == "cuda":
-        torch.cuda.empty_cache()
+    release_memory(device)
     return result
 
 
@@ -131,8 +127,8 @@ def checked_arguments(cli: Parser, argv: list[str] | None) -> argparse.Namespace
     if hasattr(args, "temperature") and not sample:
         cli.error("--temperature needs --sample: greedy decoding picks the most likely token at any temperature")
     args.temperature = getattr(args, "temperature", 1.0) if sample else None
-    if args.temperature is not None and not args.temperature > 0:
-        cli.error(f"--temperature must be positive, not {args.temperature}")
+    if args.temperature is not None and not 0 < args.temperature < math.inf:
+        cli.error(f"--temperature must be positive and finite, not {args.temperature}")
     if not 0 <= args.seed <= MAX_SEED:
         cli.error(f"--seed must be between 0 and {MAX_SEED}, not {args.seed}")
     return args
@@ -155,7 +151,6 @@ def main(argv: list[str] | None = None) -> None:
     """Print each prompt's answer by each model with its log-likelihood under both models, then which model prefers whose answers."""
     cli = parser()
     args = checked_arguments(cli, argv)
-
     from rl4lm import profiles  # imported after the options are checked: --help and a refusal answer at once
     from rl4lm.assets.roles import role as role_of
 
@@ -192,10 +187,26 @@ def main(argv: list[str] | None = None) -> None:
                 total = log_p[judge][author][i]
                 print(f"      log P under {judge:<{width}} {total:8.2f}   per token {total / len(ids):6.2f}")
         print()
-    per_token = lambda judge, author: [lp / len(ids) for lp, ids in zip(log_p[judge][author], answers[author])]  # noqa: E731
+    print_preferences(base, tuned, answers, log_p)
+
+
+def print_preferences(base: str, tuned: str, answers: dict, log_p: dict) -> None:
+    """Per judge, on how many prompts it gives its own answer a higher log P per token than the other model's answer.
+
+    A prompt that both models answered with the same tokens is left out of the count and said so: there the two
+    answers' scores are equal, and a count of 0 would read as a preference.
+    """
+    differ = [mine != theirs for mine, theirs in zip(answers[base], answers[tuned])]  # (prompts,)
+    same = len(differ) - sum(differ)
+    if not any(differ):
+        print("both models answered every prompt with the same tokens: neither can prefer its own answer (with --sample both "
+              "draw with the same seed, so a high temperature makes their answers alike)")
+        return
+    alike = f" (left out: {same} prompt{'s' if same > 1 else ''} both models answered alike)" if same else ""
     for judge, other in ((base, tuned), (tuned, base)):
-        own = sum(mine > theirs for mine, theirs in zip(per_token(judge, judge), per_token(judge, other)))
-        print(f"{judge} gives its own answer a higher log P per token than {other}'s on {own} of {len(prompts)} prompts")
+        own = sum(log_p[judge][judge][i] / len(answers[judge][i]) > log_p[judge][other][i] / len(answers[other][i])
+                  for i, kept in enumerate(differ) if kept)
+        print(f"{judge} gives its own answer a higher log P per token than {other}'s on {own} of {sum(differ)} prompts{alike}")
 
 
 if __name__ == "__main__":

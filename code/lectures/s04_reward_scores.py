@@ -23,7 +23,9 @@ concordance c (rl4lm.analysis.overoptimisation.concordance: the share of sample 
 Bradley-Terry loss fixes only differences between responses to the same prompt. Where to look: in tiny the reward
 model has learned the one distinction its pairs draw, positive or not, so it mostly ranks the samples the classifier
 calls positive above the others; the classifier's probabilities sit near 0 or 1, so their order inside each polarity
-is close to noise and keeps c well below 1. In full r_phi learned UltraFeedback's chat answers, not movie reviews:
+is close to noise and keeps c well below 1. For the same reason
+the mean of P(positive) is little more than the share of positive samples, which each summary line counts (two
+prompts with as many positive samples print the same mean). In full r_phi learned UltraFeedback's chat answers, not movie reviews:
 expect less agreement.
 --scorer classifier skips the training and prints the classifier's scores only.
 
@@ -38,7 +40,7 @@ from __future__ import annotations
 
 import argparse
 
-from rl4lm.labs import Parser, run_main, start_lecture
+from rl4lm.labs import Parser, release_memory, run_main, start_lecture
 
 MAX_SEED = 2**63 - 1  # torch generators take 64-bit seeds
 MAX_SAMPLES = 256
@@ -148,32 +150,31 @@ def learned_reward_scores(train_pairs, test_pairs, texts: list[str], seed: int, 
 
 def classifier_scores(texts: list[str], device: str) -> list[float]:
     """P(positive | x) of each text under the profile's sentiment classifier; the classifier is freed on return."""
+    import torch
+
     from rl4lm import profiles
     from rl4lm.rlhf.rewards import sentiment_reward
 
     tokenizer = profiles.load_tokenizer("sentiment_classifier")
     classifier = profiles.load_model("sentiment_classifier", dtype=profiles.inference_dtype(device)).to(device)
-    return sentiment_reward(classifier, tokenizer, texts).tolist()  # (n,)
+    with torch.no_grad():  # scoring only: no activations kept for a backward pass
+        return sentiment_reward(classifier, tokenizer, texts).tolist()  # (n,)
 
 
-def release_memory(device: str) -> None:
-    """Return the memory of the model just dropped, before the next one loads (one model at a time on a GPU)."""
-    import gc
+def print_summary(name: str, scores: list[float], prompts: list[str], samples: int, above: float | None = None) -> None:
+    """One line with the scores' mean, min and max over all samples, then one per prompt if there are several.
 
-    import torch
+    With ``above`` (0.5 for P(positive)) each line also counts the samples scored above it: probabilities near 0 or 1
+    make the mean little more than that share, so two prompts with as many positive samples print the same mean.
+    """
+    def stats(own: list[float]) -> str:
+        share = "" if above is None else f", above {above:g} in {sum(score > above for score in own)} of {len(own)}"
+        return f"mean {sum(own) / len(own):.4f}, min {min(own):.4f}, max {max(own):.4f}{share}"
 
-    gc.collect()
-    if device == "cuda":
-        torch.cuda.empty_cache()
-
-
-def print_summary(name: str, scores: list[float], prompts: list[str], samples: int) -> None:
-    """One line with the scores' mean, min and max over all samples, then one per prompt if there are several."""
-    print(f"{name} over {len(scores)} samples: mean {sum(scores) / len(scores):.4f}, min {min(scores):.4f}, max {max(scores):.4f}")
+    print(f"{name} over {len(scores)} samples: {stats(scores)}")
     if len(prompts) > 1:
         for i, prompt in enumerate(prompts):
-            own = scores[i * samples:(i + 1) * samples]
-            print(f"  {prompt!r}: mean {sum(own) / len(own):.4f}, min {min(own):.4f}, max {max(own):.4f}")
+            print(f"  {prompt!r}: {stats(scores[i * samples:(i + 1) * samples])}")
 
 
 def print_rank_agreement(learned: list[float], positive: list[float], prompts: list[str], samples: int) -> None:
@@ -202,7 +203,6 @@ def main(argv: list[str] | None = None) -> None:
     """Print every sampled continuation with its learned reward and P(positive), highest learned reward first, and summaries."""
     cli = parser()
     args = checked_arguments(cli, argv)
-
     from rl4lm import profiles  # imported after the options are checked: --help and a refusal answer at once
 
     device = start_lecture(args.seed)
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> None:
     print()
     if both:
         print_summary("r_phi", learned, args.prompt, args.samples)
-    print_summary("P(positive)", positive, args.prompt, args.samples)
+    print_summary("P(positive)", positive, args.prompt, args.samples, above=0.5)
     if both:
         print_rank_agreement(learned, positive, args.prompt, args.samples)
 

@@ -13,7 +13,10 @@ bootstrap interval over items (Efron and Tibshirani, 1993), the mean confidence,
 10 bins (Guo et al., 2017), and, for mode collapse, the entropy in bits and the most frequent answer's share of
 --answers answers sampled at temperature 1 for each of --questions BoolQ questions (the mean over questions). Then the
 last stage is compared with the first by a paired bootstrap (Koehn, 2004): resampling the same items (or questions)
-for both, which is tighter than two separate intervals when the stages agree on most items.
+for both, which is tighter than two separate intervals when the stages agree on most items. Every stage reads the
+contexts as raw text, without a chat template, as on Session 6's page (the base stage has none), and samples its answers
+with the same --seed: a line under the table counts the answers each stage shares with the stage above it, since
+stages with close distributions then draw the same answers and print the same entropy.
 
 The stages are loaded one at a time, in the profile's inference dtype on the GPU if there is one (a T4 holds one
 OLMo 2 1B stage of the full profile, not four). A bad value (one stage, a stage named twice, --items 0 or more items than
@@ -24,7 +27,7 @@ from __future__ import annotations
 import argparse
 
 from rl4lm.assets.roles import PIPELINE_ROLES
-from rl4lm.labs import Parser, run_main, start_lecture
+from rl4lm.labs import Parser, release_memory, run_main, start_lecture
 
 MAX_SEED = 2**63 - 1  # torch generators take 64-bit seeds
 ANSWER_TOKENS = 4  # tokens sampled per answer: enough for its first word
@@ -93,10 +96,6 @@ def chosen_items(cli: Parser, items_per_task: int, n_questions: int):
 
 def stage_measurements(role: str, items, questions: list[str], answers: int, seed: int, device: str) -> dict:
     """One stage's option scores on every item and the first words of its sampled answers, the model loaded alone and then freed."""
-    import gc
-
-    import torch
-
     from rl4lm import profiles
     from rl4lm.analysis import behaviour
 
@@ -106,10 +105,7 @@ def stage_measurements(role: str, items, questions: list[str], answers: int, see
     scores = behaviour.item_scores(model, tokenizer, items)  # one tensor (n_options,) per item
     sampled = behaviour.sample_groups(model, tokenizer, questions, answers, ANSWER_TOKENS, rows_per_batch, seed)
     del model  # one model in memory at a time
-    if device == "cuda" or profiles.current_profile() == "full":  # a tiny model on the CPU is freed without a full collection
-        gc.collect()
-    if device == "cuda":
-        torch.cuda.empty_cache()
+    release_memory(device)
     return {"scores": scores, "answers": [[behaviour.answer_word(text) for text in group] for group in sampled["texts"]]}
 
 
@@ -132,7 +128,8 @@ def stage_summary(measured: dict, labels, resamples: int, seed: int) -> dict:
     return {"correct": confident["correct"], "confidence": confident["confidence"],
             "accuracy": behaviour.bootstrap_interval(confident["correct"], n_resamples=resamples, seed=seed),
             "ece": expected_calibration_error(confident["confidence"], confident["correct"]),
-            "entropy": np.array([s["entropy_bits"] for s in spread]), "mode_share": np.array([s["mode_share"] for s in spread])}
+            "entropy": np.array([s["entropy_bits"] for s in spread]), "mode_share": np.array([s["mode_share"] for s in spread]),
+            "answers": measured["answers"]}
 
 
 def print_stage_table(summaries: dict[str, dict], item_task, tasks: list[str]) -> None:
@@ -143,9 +140,26 @@ def print_stage_table(summaries: dict[str, dict], item_task, tasks: list[str]) -
         estimate, low, high = s["accuracy"]
         print(f"{stage:<{width}}  {estimate:8.3f}  [{low:.3f}, {high:.3f}]  {s['confidence'].mean():10.3f}  {s['ece']:5.3f}  "
               f"{s['entropy'].mean():14.3f}  {s['mode_share'].mean():10.3f}")
+    print_shared_answers(summaries)
     print(f"\naccuracy by task\n{'stage':<{width}}  " + "  ".join(f"{TASK_NAMES.get(task, task):>6}" for task in tasks))
     for stage, s in summaries.items():
         print(f"{stage:<{width}}  " + "  ".join(f"{s['correct'][item_task == task].mean():6.3f}" for task in tasks))
+
+
+def print_shared_answers(summaries: dict[str, dict]) -> None:
+    """How many sampled answers each stage shares, word for word, with the stage above it in the table.
+
+    Every stage samples with the same seed (common random numbers), so two stages with close answer distributions draw
+    mostly the same answers and can print the same entropy and mode share: a sign of close models, not a bug.
+    """
+    stages = list(summaries)
+    shared = []
+    for above, stage in zip(stages, stages[1:]):
+        groups = zip(summaries[above]["answers"], summaries[stage]["answers"])  # per question: the two stages' answers
+        pairs = [(a, b) for group_a, group_b in groups for a, b in zip(group_a, group_b)]
+        shared.append(f"{stage} {sum(a == b for a, b in pairs)} of {len(pairs)}")
+    print("sampled answers (first words) equal to the stage above's: " + ", ".join(shared))
+    print("  (every stage samples with --seed: stages with close distributions draw the same answers and print the same entropy)")
 
 
 def print_paired_differences(first: str, last: str, summaries: dict[str, dict], resamples: int, seed: int) -> None:

@@ -15,15 +15,17 @@ and the page's shuffled-input baseline: A's layer against B's layer on other tex
 what CKA gives for representations that share only their statistics.
 
 The stages are loaded one at a time, in the profile's inference dtype on the GPU if there is one. A bad value (--texts
-below 4 or beyond the split, --png into a folder that does not exist) is one line on stderr and exit status 2.
+below 4 or beyond the split, --png into a folder that does not exist or cannot be written) is one line on stderr
+and exit status 2, and so is a heatmap that cannot be saved (after the grid is printed).
 """
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from rl4lm.assets.roles import PIPELINE_ROLES
-from rl4lm.labs import Parser, run_main, start_lecture
+from rl4lm.labs import Parser, release_memory, run_main, start_lecture
 
 MAX_SEED = 2**63 - 1  # numpy generators take any non-negative integer; torch's 64 bits set the limit used everywhere
 POOLINGS = ("mean", "last")  # as rl4lm.analysis.representations.POOLINGS, without importing torch before the checks
@@ -59,11 +61,23 @@ def checked_arguments(cli: Parser, argv: list[str] | None) -> argparse.Namespace
         cli.error(f"--max-length must be at least 2 tokens, not {args.max_length}")
     if not 0 <= args.seed <= MAX_SEED:
         cli.error(f"--seed must be between 0 and {MAX_SEED}, not {args.seed}")
-    if args.png is not None and args.png.suffix.lower() != ".png":
-        cli.error(f"--png {args.png} does not end in .png: name the heatmap's file e.g. cka.png")
-    if args.png is not None and not args.png.parent.is_dir():
-        cli.error(f"--png {args.png}: the folder {args.png.parent} does not exist; create it first or save elsewhere")
+    if args.png is not None:
+        check_png(cli, args.png)
     return args
+
+
+def check_png(cli: Parser, png: Path) -> None:
+    """Exit with one sentence unless ``png`` names a .png file in an existing folder that this user may write to."""
+    if not png.name:
+        cli.error("--png is empty: name the heatmap's file, e.g. --png cka.png")
+    if png.suffix.lower() != ".png":
+        cli.error(f"--png {png} does not end in .png: name the heatmap's file e.g. cka.png")
+    if not png.parent.is_dir():
+        cli.error(f"--png {png}: the folder {png.parent} does not exist; create it first or save elsewhere")
+    if png.is_dir():
+        cli.error(f"--png {png} is a folder: name a file inside it, e.g. --png {png / 'cka.png'}")
+    if not os.access(png.parent, os.W_OK) or (png.exists() and not os.access(png, os.W_OK)):
+        cli.error(f"--png {png}: you may not write there; save the heatmap in a folder of yours")
 
 
 def held_out_reviews(cli: Parser, n_texts: int, seed: int) -> list[str]:
@@ -78,10 +92,6 @@ def held_out_reviews(cli: Parser, n_texts: int, seed: int) -> list[str]:
 
 def pooled_states(role: str, texts: list[str], pooling: str, max_length: int, device: str) -> list:
     """Every layer's pooled states (n, d) of one stage, float32 on the CPU; the model is loaded alone and then freed."""
-    import gc
-
-    import torch
-
     from rl4lm import profiles
     from rl4lm.analysis.representations import layer_states
 
@@ -90,10 +100,7 @@ def pooled_states(role: str, texts: list[str], pooling: str, max_length: int, de
     batch_size = 32 if profiles.current_profile() == "tiny" else 16
     states = layer_states(model, tokenizer, texts, batch_size, pooling, max_length, skip_first_token=pooling == "mean")
     del model  # one model in memory at a time
-    if device == "cuda" or profiles.current_profile() == "full":  # a tiny model on the CPU is freed without a full collection
-        gc.collect()
-    if device == "cuda":
-        torch.cuda.empty_cache()
+    release_memory(device)
     return states  # L + 1 tensors (n, d): the embeddings, then each block
 
 
@@ -153,8 +160,6 @@ def main(argv: list[str] | None = None) -> None:
     """Print the CKA matrix of two stages, its diagonal with the debiased value and the shuffled-input baseline; save a heatmap."""
     cli = parser()
     args = checked_arguments(cli, argv)
-
-
     from rl4lm.analysis.representations import cka_matrix
 
     device = start_lecture(args.seed)  # the only seed: the texts drawn and the shuffled baseline use it too
@@ -175,7 +180,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nthe diagonal entry is the largest of its row in {best} of {matrix.shape[0]} layers; "
           f"the shuffled-input baseline is at most {max(row['shuffled'] for row in rows):.3f}")
     if args.png is not None:
-        save_heatmap(matrix, stage_a, stage_b, len(texts), args.png)
+        try:
+            save_heatmap(matrix, stage_a, stage_b, len(texts), args.png)
+        except OSError as error:  # the disk filled up, or the folder went away while the states were computed
+            cli.error(f"--png {args.png}: the heatmap could not be saved ({error.strerror or type(error).__name__}); the grid above is complete")
         print(f"heatmap saved to {args.png}")
 
 

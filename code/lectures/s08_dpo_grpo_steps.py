@@ -31,12 +31,13 @@ so that five steps show a change. Full profile: the same code on the roles' hub 
 ("lm", 124M parameters; an estimate of a second or less per step on a Colab T4), UltraFeedback pairs
 (trl-lib/ultrafeedback_binarized; pairs whose prompt takes more than half of 512 tokens are skipped, longer responses
 lose their end) and IMDB openings. --model pipeline_sft and the other pipeline roles are OLMo 2 1B: trained in float32
-with Adam, the policy, its reference and the optimizer's state take over 25 GB, more than a T4 has. A bad value
-(--pairs 0, --group 1, --steps 0, --beta 0) is one line on stderr and exit status 2.
+with Adam, the policy, its reference and the optimizer's state take over 25 GB, more than a T4 has (the script then
+says so in one line). A bad value (--pairs 0, --group 1, --steps 0, --beta 0) is one line on stderr and exit status 2.
 """
 from __future__ import annotations
 
 import argparse
+import math
 
 from rl4lm.assets.roles import PIPELINE_ROLES
 from rl4lm.labs import Parser, run_main, start_lecture
@@ -44,6 +45,7 @@ from rl4lm.labs import Parser, run_main, start_lecture
 MAX_SEED = 2**63 - 1  # torch generators take 64-bit seeds
 MAX_PAIRS, MAX_PROMPTS, MAX_GROUP, MAX_STEPS, MAX_NEW_TOKENS = 64, 16, 32, 200, 256
 MAX_LENGTH = 512  # DPO: tokens per prompt + response (capped at the model's positions by train_dpo)
+SHOWN_CHARS = 100  # a GRPO completion longer than this is cut on screen (its sentence ends are counted in full)
 DPO_LR, GRPO_LR = 3e-4, 1e-3  # the --lr of each method when not given: above the labs' (3e-5, 2e-4), so that five steps show a change
 
 
@@ -86,10 +88,10 @@ def checked_arguments(cli: Parser, argv: list[str] | None) -> argparse.Namespace
         if not least <= value <= most:
             why = " (a group needs at least two completions to have a spread)" if name == "--group" and value < 2 else ""
             cli.error(f"{name} must be between {least} and {most}, not {value}{why}")
-    if not args.beta > 0:
-        cli.error(f"--beta must be positive (it scales the implicit reward beta log pi / pi_ref), not {args.beta}")
-    if not args.kl_beta >= 0:
-        cli.error(f"--kl-beta must be 0 or more, not {args.kl_beta}")
+    if not 0 < args.beta < math.inf:
+        cli.error(f"--beta must be positive and finite (it scales the implicit reward beta log pi / pi_ref), not {args.beta}")
+    if not 0 <= args.kl_beta < math.inf:
+        cli.error(f"--kl-beta must be 0 or more and finite, not {args.kl_beta}")
     if hasattr(args, "lr") and not 0 < args.lr <= 1:
         cli.error(f"--lr must be positive and at most 1, not {args.lr}")
     return args
@@ -136,7 +138,7 @@ def dpo_steps(args: argparse.Namespace, device: str) -> None:
                          f"of at most {MAX_LENGTH // 2} tokens); ask for --pairs {max(len(triples), 1)} or try another --seed")
     config = DPOConfig(steps=args.steps, batch_size=args.pairs, learning_rate=lr, beta=args.beta, max_length=MAX_LENGTH,
                        eval_every=1, seed=args.seed)
-    print(f"\nDPO on {args.pairs} preference pairs (every pair in every step), beta {args.beta:g}, AdamW lr {lr:g}, "
+    print(f"\nDPO on {args.pairs} preference pair{'s' if args.pairs > 1 else ''} (every pair in every step), beta {args.beta:g}, AdamW lr {lr:g}, "
           f"{args.steps} steps; policy: {args.model}, reference: a frozen copy of it")
     print("loss: the pairs' DPO loss before the step; margin, accuracy: mean implicit reward margin "
           "beta [(log pi - log pi_ref)(y_w) - (log pi - log pi_ref)(y_l)] and share of pairs with margin > 0, after the step")
@@ -146,9 +148,9 @@ def dpo_steps(args: argparse.Namespace, device: str) -> None:
     for i, step in enumerate(history["step"]):
         labs.log(step, loss=history["loss"][i], margin=evals["eval_margin"][i + 1], accuracy=evals["eval_accuracy"][i + 1])
     examples = tokenize_triples(tokenizer, triples)
-    pad = tokenizer.pad_token_id
-    ref_chosen, ref_rejected = reference_logps(reference, examples, pad, max_length=MAX_LENGTH)  # (pairs,) each
-    new_chosen, new_rejected = reference_logps(policy, examples, pad, max_length=MAX_LENGTH)  # the trained policy's, no gradient
+    pad, length = tokenizer.pad_token_id, min(MAX_LENGTH, labs.context_length(policy) or MAX_LENGTH)  # train_dpo's cap too
+    ref_chosen, ref_rejected = reference_logps(reference, examples, pad, max_length=length)  # (pairs,) each
+    new_chosen, new_rejected = reference_logps(policy, examples, pad, max_length=length)  # the trained policy's, no gradient
     print(f"\nafter {args.steps} steps, per pair: change of log pi(y|x) from the reference's, and the implicit reward margin")
     print("pair  d log pi(y_w|x)  d log pi(y_l|x)   margin  prompt | chosen y_w | rejected y_l")
     for i, (x, y_w, y_l) in enumerate(triples):
@@ -170,7 +172,13 @@ def sampled_groups(policy, tokenizer, task, prompts: list[str], args: argparse.N
 
 
 def print_groups(prompts: list[str], completions: list[str] | None, rewards, advantages, group: int) -> None:
-    """Each group's rewards and advantages, completion by completion when ``completions`` are given, else on one line."""
+    """Each group's rewards and advantages, completion by completion when ``completions`` are given, else on one line.
+
+    A completion's line shows the number the rule counts (rl4lm.rlhf.verifiable.sentence_ends), so that a reward can be
+    checked by eye even where the text is cut for the screen.
+    """
+    from rl4lm.rlhf.verifiable import sentence_ends
+
     for g, prompt in enumerate(prompts):
         r, a = rewards[g * group:(g + 1) * group].tolist(), advantages[g * group:(g + 1) * group].tolist()
         equal = "; all rewards equal, so no gradient from this group" if len(set(r)) == 1 else ""
@@ -179,7 +187,8 @@ def print_groups(prompts: list[str], completions: list[str] | None, rewards, adv
             print("  rewards    " + " ".join(f"{x:6.0f}" for x in r) + "\n  advantages " + " ".join(f"{x:+6.3f}" for x in a))
             continue
         for reward, advantage, text in zip(r, a, completions[g * group:(g + 1) * group]):
-            print(f"  reward {reward:.0f}  advantage {advantage:+.3f}  {text[:90]!r}")
+            shown = repr(text) if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]!r} ..."
+            print(f"  reward {reward:.0f}  sentence ends {sentence_ends(text)}  advantage {advantage:+.3f}  {shown}")
 
 
 def grpo_steps(args: argparse.Namespace, device: str) -> None:
@@ -203,8 +212,8 @@ def grpo_steps(args: argparse.Namespace, device: str) -> None:
     prompts = [task.train_prompts[i] for i in picked.tolist()]
     sampler = torch.Generator(device=device).manual_seed(args.seed)
     optimizer = torch.optim.Adam(policy.parameters(), lr=lr)
-    print(f"\nGRPO on {args.prompts} prompts x groups of {args.group} samples, KL weight {args.kl_beta:g}, Adam lr {lr:g}, "
-          f"{args.steps} steps; policy: {args.model}, reference: a frozen copy of it")
+    print(f"\nGRPO on {args.prompts} prompt{'s' if args.prompts > 1 else ''} x groups of {args.group} samples, "
+          f"KL weight {args.kl_beta:g}, Adam lr {lr:g}, {args.steps} steps; policy: {args.model}, reference: a frozen copy of it")
     print(f"reward 1 if the completion follows the rule, else 0; the rule: {task.rule}")
     for step in range(1, args.steps + 1):
         rollout, completions, rewards, advantages = sampled_groups(policy, tokenizer, task, prompts, args, sampler)
@@ -226,9 +235,9 @@ def main(argv: list[str] | None = None) -> None:
     """Run the DPO steps, the GRPO steps, or both, printing every number a lecture points at."""
     cli = parser()
     args = checked_arguments(cli, argv)
-
-
     device = start_lecture(args.seed)
+    import torch
+
     try:
         if args.method in ("dpo", "both"):
             dpo_steps(args, device)
@@ -236,6 +245,9 @@ def main(argv: list[str] | None = None) -> None:
             grpo_steps(args, device)
     except ValueError as error:  # a setting the package refuses (a prompt beyond the context, too few short pairs): one line
         cli.error(str(error).rstrip(".").replace("max_new_tokens", "--new-tokens"))
+    except torch.OutOfMemoryError:  # e.g. an OLMo 2 1B stage on a T4: policy, reference and Adam's state do not fit
+        cli.error(f"--model {args.model} does not fit the GPU's memory next to its frozen reference and Adam's state (over 25 GB "
+                  "for an OLMo 2 1B stage in float32); use --model lm, or a GPU with more memory")
 
 
 if __name__ == "__main__":

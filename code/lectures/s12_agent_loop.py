@@ -12,22 +12,26 @@ runs the action it takes, calculate[expression] or finish[answer], and appends t
 In --mode free the model writes its action itself (greedy decoding) and a malformed one becomes an 'Error:'
 observation; in --mode constrained it chooses, by its log-probability per token, among the well-formed actions on the
 numbers at hand (rl4lm.agents.arithmetic_actions), and the script shows the probability of the chosen action against
-a uniform choice. Both are greedy, so a run is the same every time and does not depend on --seed (which seeds torch,
-as every course script does). A question is solved when the first number of its finish[...] answer is the expected one
-(rl4lm.agents.answer_matches). --question is a question's text or the number of one of the course's eight
-(rl4lm.agents.ARITHMETIC_QUESTIONS, which carry their answers); give --answer for questions of your own.
+a uniform choice (the softmax, over the action set, of each action's log-probability per token, the score it is chosen
+by; not the model's probability of writing that action). Both are greedy, so a run is the same every time and does
+not depend on --seed (which seeds torch, as every course script does). A question is solved when the first number of
+its finish[...] answer is the expected one (rl4lm.agents.answer_matches). --question is a question's text or the number
+of one of the course's eight (rl4lm.agents.ARITHMETIC_QUESTIONS, which carry their answers); give --answer for
+questions of your own.
 
 Tiny profile: the "instruct_lm" role is the course's 0.3M-parameter GPT-2 of lower-case film reviews (the tiny profile
 has no instruction-tuned model). It has never seen arithmetic or square brackets, and the prompt is longer than its 256
 positions (the loop keeps the prompt's end), so it solves few or none of the questions: free generation writes no
 well-formed action, and constrained choice shows the machinery (tool calls, observations feeding the next action set)
 with choices hardly better than uniform. Full profile: "instruct_lm" is Qwen2.5-0.5B-Instruct, in bfloat16 on a GPU that
-has it (not measured here). A bad value (an empty --question, --max-steps 0, --answer without --question) is one line
-on stderr and exit status 2; so is an expression the calculator refuses.
+has it (not measured here). A bad value (an empty --question, --max-steps 0, --answer without --question, --answer nan,
+--calculate with --question) is one line on stderr and exit status 2; so is an expression the calculator refuses.
 """
 from __future__ import annotations
 
 import argparse
+import math
+import re
 
 from rl4lm.assets.roles import PIPELINE_ROLES
 from rl4lm.labs import Parser, run_main, start_lecture
@@ -67,7 +71,7 @@ def questions_and_answers(cli: Parser, given: list[str], answers: list[float] | 
     known = dict(ARITHMETIC_QUESTIONS)
     pairs = []
     for i, text in enumerate(given):
-        if text.strip().isdigit():
+        if re.fullmatch(r"[+-]?\d+", text.strip()):  # a whole number, even a negative one, names a course question
             k = int(text)
             if not 1 <= k <= len(ARITHMETIC_QUESTIONS):
                 cli.error(f"--question {k} names no course question; they are numbered 1 to {len(ARITHMETIC_QUESTIONS)}")
@@ -86,6 +90,11 @@ def checked_arguments(cli: Parser, argv: list[str] | None) -> argparse.Namespace
     if args.calculate is not None and not args.calculate.strip():
         cli.error('--calculate is empty: give an arithmetic expression, e.g. --calculate "23 * 7"')
     given, answers = getattr(args, "question", DEFAULT_QUESTIONS), getattr(args, "answer", None)
+    if args.calculate is not None and (hasattr(args, "question") or answers is not None):
+        cli.error("--calculate runs the calculator alone, without the agent: drop --question and --answer, or drop --calculate")
+    for answer in answers or []:
+        if not math.isfinite(answer):
+            cli.error(f"--answer must be a finite number, not {answer}: no finish[...] answer could ever match it")
     for i, text in enumerate(given):
         if not text.strip():
             cli.error(f"--question number {i + 1} is empty: give a question or the number of one of the course's questions")
@@ -104,8 +113,8 @@ def print_transcript(transcript, expected: float | None) -> bool:
     for step in transcript.steps:
         lines = scratchpad([step]).splitlines()  # Thought, Action and (but after finish) Observation
         if step.candidates is not None:  # constrained choice: how sure the model was, after the Action line
-            lines.insert(2, f"    (probability {max(step.probabilities):.3f} among {len(step.candidates)} well-formed actions; "
-                            f"uniform: {1 / len(step.candidates):.3f})")
+            lines.insert(2, f"    (probability {max(step.probabilities):.3f}: softmax of log P per token over the "
+                            f"{len(step.candidates)} well-formed actions; uniform: {1 / len(step.candidates):.3f})")
         print("\n".join(lines))
     solved = expected is not None and answer_matches(transcript.answer, expected)
     if transcript.answer is None:

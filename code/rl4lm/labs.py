@@ -52,6 +52,21 @@ def start_lecture(seed: int) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def release_memory(device: str) -> None:
+    """Hand back the memory of the models just dropped (``del model``) before the next one loads: one model at a time on a GPU.
+
+    A full garbage collection frees a model caught in a reference cycle; on ``cuda`` the freed blocks also go back
+    from torch's cache to the device, so that a T4 holds one OLMo 2 1B stage after another.
+    """
+    import gc
+
+    import torch
+
+    gc.collect()
+    if str(device).startswith("cuda"):
+        torch.cuda.empty_cache()
+
+
 def context_length(model) -> int | None:
     """How many positions the model can attend to (GPT-2: n_positions), or None if its config does not say."""
     config = model.config
